@@ -1,0 +1,1 @@
+"""Benchmark suites and the report that turns their JSON into a table and a plot."""

@@ -1,0 +1,192 @@
+"""The multilayer perceptron, written once against the backend contract.
+
+Notation follows the tutorial, with samples as rows (``m`` of them):
+
+    A⁰ = X
+    Aˡ = g(Aˡ⁻¹ Wˡᵀ + bˡ)              hidden layers, g = tanh | relu | sigmoid
+    Zᴸ = Aᴸ⁻¹ Wᴸᵀ + bᴸ,  P = softmax(Zᴸ)
+    loss = -(1/m) Σ Y ⊙ log P
+
+    dZᴸ = P - Y
+    dWˡ = (1/m) dZˡᵀ Aˡ⁻¹,   dbˡ = (1/m) Σ_rows dZˡ
+    dZˡ⁻¹ = (dZˡ Wˡ) ⊙ g'(Aˡ⁻¹)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from backends import Backend, get_backend
+
+from .optim import sgd_step
+from .validation import check_activation, check_labels, check_layer_sizes, check_X
+
+Layers = list[tuple[Any, Any]]
+
+
+class Batch(NamedTuple):
+    """Validated data on the backend: inputs, one-hot targets (or None) and the host labels."""
+
+    X: Any
+    Y: Any
+    labels: np.ndarray | None
+
+
+def forward(ops: Backend, layers: Layers, X: Any, activation: str) -> tuple[list[Any], Any]:
+    """The activations ``[A⁰ .. Aᴸ⁻¹]`` of every layer but the last, and the output logits ``Zᴸ``."""
+    A = [X]
+    for W, b in layers[:-1]:
+        A.append(ops.dense(A[-1], W, b, activation))
+    W, b = layers[-1]
+    return A, ops.linear(A[-1], W, b)
+
+
+def backward(ops: Backend, layers: Layers, A: list[Any], P: Any, Y: Any, activation: str) -> Layers:
+    """``[(dW¹, db¹) .. (dWᴸ, dbᴸ)]``: the gradient of the mean cross-entropy."""
+    m = len(A[0])
+    dZ = ops.softmax_cross_entropy_delta(P, Y)
+    grads = []
+    for l in reversed(range(len(layers))):
+        W, _ = layers[l]
+        grads.append((ops.scale(ops.matmul_tn(dZ, A[l]), 1 / m), ops.scale(ops.sum_rows(dZ), 1 / m)))
+        if l > 0:
+            dZ = ops.activation_backward(A[l], ops.matmul(dZ, W), activation)
+    return grads[::-1]
+
+
+def init_parameters(layer_sizes: Sequence[int], seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The tutorial's initialisation, in float64 on the host.
+
+    ``RandomState(seed)`` draws the same stream as ``np.random.seed(seed)`` without touching the
+    global generator, so ``seed=2`` gives the tutorial's parameters exactly:
+    ``randn(out, in) * 0.1`` per layer in order, zero biases.
+    """
+    rng = np.random.RandomState(seed)
+    return [(rng.randn(n_out, n_in) * 0.1, np.zeros(n_out)) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])]
+
+
+class MLP:
+    """A fully connected network: hidden layers of ``activation``, a softmax output, cross-entropy.
+
+    Parameters
+    ----------
+    layer_sizes : input size, hidden widths..., number of classes, e.g. ``(784, 16, 16, 10)``.
+    activation : hidden activation, ``"tanh"``, ``"relu"`` or ``"sigmoid"``.
+    backend : a backend name, a Backend, or None to follow ``backends.use()`` / ``NETCORE_BACKEND``.
+    dtype : compute dtype, ``"float32"`` or ``"float64"``.
+    seed : seed of the tutorial's initialisation (``seed=2`` reproduces the tutorial).
+
+    Data is laid out with samples as rows, ``X`` of shape ``(n_samples, n_features)``; labels are
+    integer class ids (one-hot rows accepted). Weights are ``(out, in)`` like the tutorial's.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str = "tanh",
+        backend: str | Backend | None = None,
+        dtype: str | np.dtype = "float32",
+        seed: int | None = None,
+    ) -> None:
+        self.layer_sizes = check_layer_sizes(layer_sizes)
+        self.activation = check_activation(activation)
+        self.backend = get_backend(backend, dtype)
+        self.layers: Layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in init_parameters(self.layer_sizes, seed)]
+
+    def __repr__(self) -> str:
+        return f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, backend={self.backend.name!r}, dtype={self.dtype.name!r})"
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.backend.dtype
+
+    @property
+    def n_features(self) -> int:
+        return self.layer_sizes[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.layer_sizes[-1]
+
+    # -- parameters -------------------------------------------------------------------
+    def get_parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Copies of ``[(W¹, b¹), ...]`` as NumPy arrays."""
+        return [(self.backend.to_numpy(W).copy(), self.backend.to_numpy(b).copy()) for W, b in self.layers]
+
+    def set_parameters(self, params: Sequence[tuple[Any, Any]]) -> None:
+        """Replace the parameters; shapes must match the architecture."""
+        params = list(params)
+        if len(params) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} (W, b) pairs, got {len(params)}")
+        new = []
+        for l, ((W, b), n_in, n_out) in enumerate(zip(params, self.layer_sizes[:-1], self.layer_sizes[1:]), start=1):
+            W, b = np.asarray(W), np.asarray(b).reshape(-1)
+            if W.shape != (n_out, n_in) or b.shape != (n_out,):
+                raise ValueError(f"layer {l}: expected W {(n_out, n_in)} and b {(n_out,)}, got {W.shape} and {b.shape}")
+            check_X(W, name=f"W{l}")
+            new.append((self.backend.asarray(W.copy()), self.backend.asarray(b.copy())))
+        self.layers = new
+
+    # -- data -------------------------------------------------------------------------
+    def prepare(self, X: Any, y: Any = None) -> Batch:
+        """Validate host data and move it to the backend once."""
+        X = check_X(X, self.n_features)
+        labels = None if y is None else check_labels(y, len(X), self.n_classes)
+        Y = None if labels is None else self.backend.one_hot(labels, self.n_classes)
+        return Batch(self.backend.asarray(X), Y, labels)
+
+    # -- backend-level steps (data already prepared) -------------------------------------
+    def loss_and_gradients(self, X: Any, Y: Any) -> tuple[Any, Layers, Any]:
+        """``(loss, grads, logits)`` for prepared data; the loss stays a backend scalar."""
+        ops = self.backend
+        A, Z = forward(ops, self.layers, X, self.activation)
+        grads = backward(ops, self.layers, A, ops.softmax(Z), Y, self.activation)
+        return ops.cross_entropy(Z, Y), grads, Z
+
+    def train_step(self, X: Any, Y: Any, lr: float) -> tuple[Any, Any]:
+        """One gradient-descent step on prepared data; returns the loss and logits before it."""
+        loss, grads, Z = self.loss_and_gradients(X, Y)
+        sgd_step(self.backend, self.layers, grads, lr)
+        return loss, Z
+
+    def logits(self, X: Any) -> Any:
+        """Output logits ``Zᴸ`` for prepared (backend) inputs."""
+        return forward(self.backend, self.layers, X, self.activation)[1]
+
+    # -- host-level API -------------------------------------------------------------------
+    def forward(self, X: Any) -> np.ndarray:
+        """Class probabilities, ``(n_samples, n_classes)``."""
+        ops = self.backend
+        return ops.to_numpy(ops.softmax(self.logits(self.prepare(X).X)))
+
+    predict_proba = forward
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class id of each sample."""
+        return self.backend.argmax_rows(self.logits(self.prepare(X).X))
+
+    def loss(self, X: Any, y: Any) -> float:
+        """Mean cross-entropy of the current parameters on ``(X, y)``."""
+        ops = self.backend
+        batch = self.prepare(X, y)
+        return ops.to_float(ops.cross_entropy(self.logits(batch.X), batch.Y))
+
+    def gradients(self, X: Any, y: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``[(dW¹, db¹), ...]`` of the mean loss, as NumPy arrays."""
+        batch = self.prepare(X, y)
+        _, grads, _ = self.loss_and_gradients(batch.X, batch.Y)
+        return [(self.backend.to_numpy(dW), self.backend.to_numpy(db)) for dW, db in grads]
+
+    def step(self, X: Any, y: Any, lr: float) -> float:
+        """One gradient-descent step on ``(X, y)``; returns the loss before the step."""
+        batch = self.prepare(X, y)
+        loss, _ = self.train_step(batch.X, batch.Y, lr)
+        return self.backend.to_float(loss)
+
+    def accuracy(self, X: Any, y: Any) -> float:
+        """Fraction of samples whose predicted class equals ``y``."""
+        batch = self.prepare(X, y)
+        return float(np.mean(self.backend.argmax_rows(self.logits(batch.X)) == batch.labels))

@@ -1,0 +1,97 @@
+"""Input checks that run before any compute, with messages a user can act on.
+
+Every public entry point (network, tutorial functions, trainer, CLI) passes its data through
+here, so a bad array fails with a sentence naming the problem instead of a traceback from
+deep inside a matrix product or a kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from backends import ACTIVATIONS
+
+
+def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    """At least an input and an output size, all positive integers; 2+ classes at the output."""
+    try:
+        sizes = tuple(layer_sizes)
+    except TypeError:
+        raise TypeError(f"layer_sizes must be a sequence of integers such as (784, 16, 16, 10), got {layer_sizes!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+            raise ValueError(f"layer sizes must be positive integers, got {sizes}")
+    if sizes[-1] < 2:
+        raise ValueError(f"the softmax output needs at least 2 classes, got {sizes[-1]}")
+    return tuple(int(s) for s in sizes)
+
+
+def check_activation(activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return activation
+
+
+def _first_bad(mask: np.ndarray) -> str:
+    where = np.argwhere(mask)[0]
+    return "at index " + ", ".join(str(int(i)) for i in where)
+
+
+def check_X(X: Any, n_features: int | None = None, name: str = "X", layout: str = "(n_samples, n_features)") -> np.ndarray:
+    """A non-empty, finite, numeric 2-D array; ``n_features`` columns if given."""
+    if X is None:
+        raise TypeError(f"{name} is None; expected a 2-D array of shape {layout}")
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "uif":
+        raise TypeError(f"{name} must hold numbers (integer or float); got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (for one sample use X.reshape(1, -1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D with shape {layout}; got {arr.ndim}-D shape {arr.shape}{hint}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features per sample, but the network expects {n_features} (shape {layout})")
+    if arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            what = "NaN" if np.isnan(arr).any() else "infinity"
+            raise ValueError(f"{name} contains {what} ({_first_bad(~finite)}); clean or impute the data first")
+    return arr
+
+
+def check_labels(y: Any, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Class ids in ``0..n_classes-1`` as an intp array; one-hot rows are accepted too."""
+    if y is None:
+        raise TypeError(f"{name} is None; expected {n_samples} integer class labels")
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "uifb":
+        raise TypeError(f"{name} must be integer class ids 0..{n_classes - 1} (or one-hot rows); got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        if arr.shape[1] != n_classes:
+            raise ValueError(f"one-hot {name} has {arr.shape[1]} columns, but the network has {n_classes} classes")
+        if arr.shape[0] != n_samples:
+            raise ValueError(f"X has {n_samples} samples but {name} has {arr.shape[0]}")
+        if not (np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
+            raise ValueError(f"2-D {name} must be one-hot: each row a single 1 and zeros elsewhere")
+        return arr.argmax(axis=1).astype(np.intp)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class ids or 2-D one-hot rows; got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} samples but {name} has {arr.shape[0]}")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise ValueError(f"{name} must be integer class ids; found {arr[bad][0].item()!r} ({_first_bad(bad)})")
+    out_of_range = (arr < 0) | (arr >= n_classes)
+    if out_of_range.any():
+        raise ValueError(
+            f"labels must be in 0..{n_classes - 1} for {n_classes} classes; found {arr[out_of_range][0].item()!r} ({_first_bad(out_of_range)})"
+        )
+    return arr.astype(np.intp)

@@ -1,0 +1,108 @@
+"""The IDX reader and loaders, on files generated here (no test needs the real MNIST)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from netcore.datasets import IDXFormatError, load_digits, load_idx_folder, read_idx, write_idx
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "int32", "float32", "float64"])
+def test_idx_round_trip(tmp_path, suffix, dtype):
+    array = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    if dtype == "uint8":
+        array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / f"a{suffix}"
+    write_idx(path, array)
+    out = read_idx(path)
+    assert out.dtype == array.dtype and out.dtype.isnative
+    np.testing.assert_array_equal(out, array)
+
+
+def test_mnist_header_layout(tmp_path):
+    write_idx(tmp_path / "x", np.zeros((3, 28, 28), np.uint8))
+    raw = (tmp_path / "x").read_bytes()
+    assert struct.unpack(">IIII", raw[:16]) == (2051, 3, 28, 28)  # MNIST's images magic
+    write_idx(tmp_path / "y", np.zeros(3, np.uint8))
+    assert struct.unpack(">II", (tmp_path / "y").read_bytes()[:8]) == (2049, 3)
+
+
+def write_raw(tmp_path, payload: bytes, name="bad"):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    return path
+
+
+@pytest.mark.parametrize(
+    "payload,message",
+    [
+        (b"\x00\x00", "too short for an IDX header"),
+        (b"\x12\x34\x08\x01" + struct.pack(">I", 1) + b"\x00", "bad IDX magic number 0x12340801"),
+        (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "bad IDX magic number"),
+        (b"\x00\x00\x08\x03" + struct.pack(">I", 10), r"truncated header: 3 dimensions need 16 bytes"),
+        (b"\x00\x00\x08\x01" + struct.pack(">I", 10) + b"\x00" * 9, r"truncated: shape \(10,\) of uint8 needs 10 data bytes, found 9"),
+        (b"\x00\x00\x08\x01" + struct.pack(">I", 2) + b"\x00" * 3, "has trailing bytes"),
+    ],
+)
+def test_corrupt_idx_is_named(tmp_path, payload, message):
+    path = write_raw(tmp_path, payload)
+    with pytest.raises(IDXFormatError, match=message) as err:
+        read_idx(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_and_corrupt_gzip_are_named(tmp_path):
+    good = gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 1000) + bytes(1000))
+    with pytest.raises(IDXFormatError, match="corrupt or truncated gzip data"):
+        read_idx(write_raw(tmp_path, good[: len(good) // 2], "cut.gz"))
+    with pytest.raises(IDXFormatError, match="corrupt or truncated gzip data"):
+        read_idx(write_raw(tmp_path, good[:10] + b"\xff" * 40, "junk.gz"))
+
+
+def write_split(folder, split, n, gz=True, n_labels=None):
+    rng = np.random.default_rng(n)
+    suffix = ".gz" if gz else ""
+    write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+    write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, n_labels or n).astype(np.uint8))
+
+
+def test_load_idx_folder_finds_both_splits_gzipped_or_not(tmp_path):
+    write_split(tmp_path, "train", 12, gz=False)
+    write_split(tmp_path, "t10k", 5)
+    (X, y), (X_test, y_test) = load_idx_folder(tmp_path)
+    assert X.shape == (12, 784) and X.dtype == np.uint8 and y.shape == (12,)
+    assert X_test.shape == (5, 784)
+
+
+def test_load_idx_folder_with_one_split(tmp_path):
+    write_split(tmp_path, "t10k", 5)
+    train, test = load_idx_folder(tmp_path)
+    assert train is None and test[0].shape == (5, 784)
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda d: None, "holds no MNIST-format files"),
+        (lambda d: write_idx(d / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8)), "found t10k-images-idx3-ubyte but no t10k labels file"),
+        (lambda d: write_split(d, "t10k", 5, n_labels=4), "has 5 images but t10k-labels-idx1-ubyte.gz has 4 labels"),
+    ],
+)
+def test_load_idx_folder_errors(tmp_path, setup, message):
+    setup(tmp_path)
+    with pytest.raises((FileNotFoundError, IDXFormatError), match=message):
+        load_idx_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_idx_folder(tmp_path / "nowhere")
+
+
+def test_digits_split_is_deterministic_and_scaled():
+    (X, y), (X_test, y_test) = load_digits()
+    assert X.shape[1] == 64 and len(X) + len(X_test) == 1797
+    assert 0.0 <= X.min() and X.max() <= 1.0
+    np.testing.assert_array_equal(load_digits()[1][1], y_test)
