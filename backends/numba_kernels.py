@@ -46,6 +46,14 @@ def _dg(a, kind):
     return a * (1 - a)
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _row_max(z, i):
+    top = z[i, 0]
+    for j in range(1, z.shape[1]):
+        top = max(top, z[i, j])
+    return top
+
+
 @pjit
 def bias_activation(z, b, kind):
     """``z = g(z + b)`` in place; ``kind < 0`` adds the bias only."""
@@ -80,9 +88,7 @@ def softmax(z):
     n, k = z.shape
     out = np.empty_like(z)
     for i in prange(n):
-        top = z[i, 0]
-        for j in range(1, k):
-            top = max(top, z[i, j])
+        top = _row_max(z, i)
         total = 0.0
         for j in range(k):
             e = np.exp(z[i, j] - top)
@@ -100,9 +106,7 @@ def cross_entropy(z, y):
     n, k = z.shape
     loss = 0.0
     for i in prange(n):
-        top = z[i, 0]
-        for j in range(1, k):
-            top = max(top, z[i, j])
+        top = _row_max(z, i)
         total = 0.0
         for j in range(k):
             total += np.exp(np.float64(z[i, j] - top))
