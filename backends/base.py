@@ -64,6 +64,16 @@ class Backend:
         """Host data -> this backend's array in its dtype (a no-op when already so)."""
         return self.xp.asarray(x, dtype=self.dtype)
 
+    def input_array(self, X: np.ndarray) -> Any:
+        """Validated host inputs -> backend array; uint8 is read as 0..255 intensities, scaled to 0..1."""
+        if X.dtype == np.uint8:
+            return self.scale(self.asarray(X), 1 / 255)
+        return self.asarray(X)
+
+    def take_rows(self, x: Any, rows: np.ndarray) -> Any:
+        """The rows ``x[rows]`` (a mini-batch), as a new array."""
+        return x[self.xp.asarray(rows)]
+
     def to_numpy(self, x: Any) -> np.ndarray:
         """This backend's array -> NumPy array."""
         return np.asarray(x)
@@ -168,6 +178,27 @@ class Backend:
     def sgd_update(self, param: Any, grad: Any, lr: float) -> None:
         """``param -= lr * grad``, in place."""
         param -= lr * grad
+
+    def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        """One Adam step, in place: ``m, v`` are the moment estimates, ``lr`` already bias-corrected."""
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        param -= lr * m / (self.xp.sqrt(v) + eps)
+
+    def zeros_like(self, x: Any) -> Any:
+        return self.xp.zeros_like(x)
+
+    # -- fused paths -----------------------------------------------------------------
+    def fused_loss_and_gradients(self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None = None) -> tuple | None:
+        """``(loss, grads, logits)`` of the batch ``X[rows]`` (all rows if None) in one op, or None.
+
+        A backend overrides this when it can do the whole batch better than op by op; the result
+        must equal the generic forward/backward in :mod:`netcore.network` (the tests hold it to
+        that). None means "no fused path here": the network then runs the generic one.
+        """
+        return None
 
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:

@@ -7,12 +7,20 @@ parallel Numba kernel that does the work in one pass (bias and activation fused)
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
 
 from .base import ACTIVATIONS, Backend
+
+log = logging.getLogger("netcore")
+
+# Bytes of input rows per chunk of the fused pass: small enough that the chunk, the first
+# layer's weights and its gradient rows stay in this CPU's L2 (1 MB a core here).
+CHUNK_BYTES = 128 * 784 * 4
 
 
 class NumbaBackend(Backend):
@@ -30,6 +38,9 @@ class NumbaBackend(Backend):
     def __init__(self, dtype: Any = "float64") -> None:
         super().__init__(dtype)
         self._kernels = None
+        self._fused = None
+        self._workspaces: dict[tuple, tuple] = {}
+        self._compiled: set[tuple] = set()
 
     @property
     def k(self):
@@ -39,6 +50,15 @@ class NumbaBackend(Backend):
 
             self._kernels = numba_kernels
         return self._kernels
+
+    @property
+    def f(self):
+        """The fused-pass module, imported on first use."""
+        if self._fused is None:
+            from . import numba_fused
+
+            self._fused = numba_fused
+        return self._fused
 
     def describe(self) -> dict[str, str]:
         import numba
@@ -58,6 +78,60 @@ class NumbaBackend(Backend):
     def asarray(self, x: Any) -> np.ndarray:
         # Kernels are compiled for C-contiguous arrays; one copy here beats a slow layout later.
         return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def input_array(self, X: np.ndarray) -> np.ndarray:
+        # uint8 images stay uint8 (a quarter of float32's bytes); the kernels scale by 1/255.
+        return np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+
+    def _scale_of(self, X: np.ndarray):
+        return self.dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
+
+    def matmul_nt(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # uint8 inputs reach the op-by-op path only for prediction; scale a float copy there.
+        return (self.input_array_float(a) if a.dtype == np.uint8 else a) @ b.T
+
+    def matmul_tn(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a.T @ (self.input_array_float(b) if b.dtype == np.uint8 else b)
+
+    def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2, eps)
+
+    def input_array_float(self, X: np.ndarray) -> np.ndarray:
+        """uint8 intensities as floats in 0..1, the way the fused kernel reads them."""
+        return X * self._scale_of(X)
+
+    def fused_loss_and_gradients(self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None = None) -> tuple:
+        """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`."""
+        import numba
+
+        f = self.f
+        sizes = (layers[0][0].shape[1], *(W.shape[0] for W, _ in layers))
+        rows = np.arange(len(X)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        threads = numba.get_num_threads()
+        per_thread = -(-len(rows) // threads)
+        chunk = max(8, min(CHUNK_BYTES // (X.shape[1] * self.dtype.itemsize), -(-per_thread // 8) * 8) // 8 * 8)
+        key = (threads, sizes, chunk)
+        if key not in self._workspaces:
+            self._workspaces[key] = f.workspace(threads, sizes, chunk, self.dtype)
+        params = np.concatenate([p.reshape(-1) for layer in layers for p in layer])
+        signature = (X.dtype.name, len(layers))
+        if signature not in self._compiled:
+            log.info("numba: compiling (or loading from the cache) the fused kernels for %s inputs", X.dtype.name)
+            start = time.perf_counter()
+        loss, flat, Z = f.loss_and_gradients(
+            X, rows, self._scale_of(X), Y, params, np.array(sizes, dtype=np.int64), self._kind(activation),
+            self.dtype == np.float32, chunk, *self._workspaces[key],
+        )
+        if signature not in self._compiled:
+            self._compiled.add(signature)
+            log.info("numba: fused kernels ready after %.1f s", time.perf_counter() - start)
+        grads, pos = [], 0
+        for W, b in layers:
+            dW = flat[pos:pos + W.size].reshape(W.shape)
+            pos += W.size
+            grads.append((dW, flat[pos:pos + b.size]))
+            pos += b.size
+        return loss, grads, Z
 
     def add_bias(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.k.bias_activation(z, b, -1)
@@ -83,14 +157,16 @@ class NumbaBackend(Backend):
         return self.k.cross_entropy(z, y)
 
     def softmax_cross_entropy_delta(self, p: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self.k.subtract(p, y)
+        out = np.empty_like(p)
+        self.k.subtract(p.reshape(-1), y.reshape(-1), out.reshape(-1))
+        return out
 
     def sum_rows(self, a: np.ndarray) -> np.ndarray:
         return self.k.sum_rows(a)
 
     def scale(self, a: np.ndarray, s: float) -> np.ndarray:
-        self.k.scale(a, s)
+        self.k.scale(a.reshape(-1), s)
         return a
 
     def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        self.k.sgd_update(param, grad, lr)
+        self.k.sgd_update(param.reshape(-1), grad.reshape(-1), lr)

@@ -129,27 +129,38 @@ def sum_rows(a):
     return out
 
 
-@pjit
-def subtract(p, y):
-    """``p - y`` into a new array."""
-    out = np.empty_like(p)
-    flat_p, flat_y, flat_o = p.reshape(-1), y.reshape(-1), out.reshape(-1)
-    for i in prange(flat_o.size):
-        flat_o[i] = flat_p[i] - flat_y[i]
-    return out
+# The flat kernels below take 1-D views made by the caller (reshape(-1) of a contiguous array):
+# reshaping inside a parallel loop's function once lost writes. They run on one thread: they
+# touch each element once, and for parameter-sized arrays waking the thread pool costs more.
 
 
-@pjit
+@jit
+def subtract(p, y, out):
+    """``out = p - y``."""
+    for i in range(out.size):
+        out[i] = p[i] - y[i]
+
+
+@jit
 def scale(a, s):
     """``a *= s`` in place."""
-    flat = a.reshape(-1)
-    for i in prange(flat.size):
-        flat[i] *= s
+    for i in range(a.size):
+        a[i] *= s
 
 
-@pjit
+@jit
 def sgd_update(p, g, lr):
     """``p -= lr * g`` in place."""
-    flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-    for i in prange(flat_p.size):
-        flat_p[i] -= lr * flat_g[i]
+    for i in range(p.size):
+        p[i] -= lr * g[i]
+
+
+@jit
+def adam_update(p, g, m, v, lr, beta1, beta2, eps):
+    """One Adam step in place, all four arrays walked once."""
+    for i in range(p.size):
+        mi = beta1 * m[i] + (1 - beta1) * g[i]
+        vi = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr * mi / (np.sqrt(vi) + eps)

@@ -40,6 +40,9 @@ class PythonBackend(Backend):
             return x
         return np.asarray(x, dtype=np.float64).tolist()
 
+    def take_rows(self, x: Matrix, rows: np.ndarray) -> Matrix:
+        return [list(x[r]) for r in rows.tolist()]
+
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(x, dtype=self.dtype)
 
@@ -168,6 +171,17 @@ class PythonBackend(Backend):
         for p_row, g_row in pairs:
             for j, g in enumerate(g_row):
                 p_row[j] -= lr * g
+
+    def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        rows = zip(param, grad, m, v) if _is_matrix(param) else [(param, grad, m, v)]
+        for p_row, g_row, m_row, v_row in rows:
+            for j, g in enumerate(g_row):
+                m_row[j] = beta1 * m_row[j] + (1 - beta1) * g
+                v_row[j] = beta2 * v_row[j] + (1 - beta2) * g * g
+                p_row[j] -= lr * m_row[j] / (math.sqrt(v_row[j]) + eps)
+
+    def zeros_like(self, x: Any) -> Any:
+        return [[0.0] * len(row) for row in x] if _is_matrix(x) else [0.0] * len(x)
 
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Matrix:

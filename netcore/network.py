@@ -57,6 +57,12 @@ def backward(ops: Backend, layers: Layers, A: list[Any], P: Any, Y: Any, activat
     return grads[::-1]
 
 
+def generic_loss_and_gradients(ops: Backend, layers: Layers, X: Any, Y: Any, activation: str) -> tuple[Any, Layers, Any]:
+    """``(loss, grads, logits)`` op by op: the single source of truth that fused ops are held to."""
+    A, Z = forward(ops, layers, X, activation)
+    return ops.cross_entropy(Z, Y), backward(ops, layers, A, ops.softmax(Z), Y, activation), Z
+
+
 def init_parameters(layer_sizes: Sequence[int], seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """The tutorial's initialisation, in float64 on the host.
 
@@ -136,19 +142,26 @@ class MLP:
         X = check_X(X, self.n_features)
         labels = None if y is None else check_labels(y, len(X), self.n_classes)
         Y = None if labels is None else self.backend.one_hot(labels, self.n_classes)
-        return Batch(self.backend.asarray(X), Y, labels)
+        return Batch(self.backend.input_array(X), Y, labels)
 
     # -- backend-level steps (data already prepared) -------------------------------------
-    def loss_and_gradients(self, X: Any, Y: Any) -> tuple[Any, Layers, Any]:
-        """``(loss, grads, logits)`` for prepared data; the loss stays a backend scalar."""
-        ops = self.backend
-        A, Z = forward(ops, self.layers, X, self.activation)
-        grads = backward(ops, self.layers, A, ops.softmax(Z), Y, self.activation)
-        return ops.cross_entropy(Z, Y), grads, Z
+    def loss_and_gradients(self, X: Any, Y: Any, rows: np.ndarray | None = None) -> tuple[Any, Layers, Any]:
+        """``(loss, grads, logits)`` for prepared data (the rows ``rows`` of it if given).
 
-    def train_step(self, X: Any, Y: Any, lr: float) -> tuple[Any, Any]:
+        The backend's fused op runs the whole batch where it has one; otherwise the generic
+        forward/backward does. The loss stays a backend scalar.
+        """
+        ops = self.backend
+        fused = ops.fused_loss_and_gradients(self.layers, X, Y, self.activation, rows)
+        if fused is not None:
+            return fused
+        if rows is not None:
+            X, Y = ops.take_rows(X, rows), ops.take_rows(Y, rows)
+        return generic_loss_and_gradients(ops, self.layers, X, Y, self.activation)
+
+    def train_step(self, X: Any, Y: Any, lr: float, rows: np.ndarray | None = None) -> tuple[Any, Any]:
         """One gradient-descent step on prepared data; returns the loss and logits before it."""
-        loss, grads, Z = self.loss_and_gradients(X, Y)
+        loss, grads, Z = self.loss_and_gradients(X, Y, rows)
         sgd_step(self.backend, self.layers, grads, lr)
         return loss, Z
 

@@ -1,0 +1,118 @@
+"""The numba backend's fused batch gradient against the generic forward/backward.
+
+The generic path (float64 NumPy) is the single source of truth; the fused kernel must agree on
+random shapes, depths and activations, on uint8 and float inputs, on row subsets (mini-batches),
+with one thread or several, and across chunk boundaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import backends
+from netcore import MLP
+from netcore.network import generic_loss_and_gradients
+
+from .conftest import backend_params
+
+pytestmark = pytest.mark.parametrize("name", backend_params(["numba"]))
+
+REF = backends.get_backend("numpy", "float64")
+TOL = {"float64": 1e-10, "float32": 2e-4}
+
+
+def reference(net, X, labels, rows):
+    """Loss, gradients and logits of the float64 generic path on the same rows."""
+    Xf = X / 255.0 if X.dtype == np.uint8 else X.astype(np.float64)
+    layers = [(REF.asarray(W), REF.asarray(b)) for W, b in net.get_parameters()]
+    Y = REF.one_hot(labels, net.n_classes)
+    if rows is not None:
+        Xf, Y = Xf[rows], Y[rows]
+    return generic_loss_and_gradients(REF, layers, Xf, Y, net.activation)
+
+
+def check(net, X, labels, rows=None):
+    batch = net.prepare(X, labels)
+    loss, grads, Z = net.backend.fused_loss_and_gradients(net.layers, batch.X, batch.Y, net.activation, rows)
+    ref_loss, ref_grads, ref_Z = reference(net, X, labels, rows)
+    tol = TOL[net.dtype.name]
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol)
+    np.testing.assert_allclose(Z, ref_Z, rtol=tol, atol=tol * np.abs(ref_Z).max())
+    for l, ((dW, db), (rW, rb)) in enumerate(zip(grads, ref_grads), start=1):
+        scale = max(np.abs(rW).max(), np.abs(rb).max(), 1e-12)
+        np.testing.assert_allclose(dW, rW, rtol=tol, atol=tol * scale, err_msg=f"dW{l}")
+        np.testing.assert_allclose(db, rb, rtol=tol, atol=tol * scale, err_msg=f"db{l}")
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(request.param, numba.config.NUMBA_NUM_THREADS))
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.fixture(params=[None, 8], ids=["default-chunk", "8-row-chunks"])
+def chunk_rows(request, monkeypatch):
+    """Force small chunks so even small tests cross many chunk boundaries."""
+    if request.param is not None:
+        from backends import numba_backend
+
+        monkeypatch.setattr(numba_backend, "CHUNK_BYTES", 1)  # the floor: 8 rows a chunk
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("input_dtype", ["uint8", "float"])
+@pytest.mark.parametrize("sizes,activation", [([784, 16, 16, 10], "tanh"), ([13, 7, 5, 3], "relu"), ([6, 9, 2], "sigmoid"), ([5, 4], "tanh")])
+def test_fused_matches_generic(name, threads, chunk_rows, dtype, input_dtype, sizes, activation):
+    rng = np.random.default_rng(sum(sizes))
+    n = 61  # not a multiple of the 4- and 8-row tiles
+    X = rng.integers(0, 256, (n, sizes[0])).astype(np.uint8)
+    if input_dtype == "float":
+        X = rng.standard_normal((n, sizes[0]))
+    labels = rng.integers(0, sizes[-1], n)
+    check(MLP(sizes, activation, backend=name, dtype=dtype, seed=1), X, labels)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 21), min_size=1, max_size=4),
+    n=st.integers(1, 50),
+    activation=st.sampled_from(backends.ACTIVATIONS),
+    dtype=st.sampled_from(["float64", "float32"]),
+    uint8=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_fused_matches_generic_on_random_networks(name, widths, n, activation, dtype, uint8, seed):
+    rng = np.random.default_rng(seed)
+    widths[-1] = max(widths[-1], 2)  # the output layer needs two classes
+    X = rng.integers(0, 256, (n, widths[0])).astype(np.uint8) if uint8 else rng.standard_normal((n, widths[0])) * 2
+    sizes = [widths[0], *widths[1:]] if len(widths) > 1 else [widths[0], 2]
+    check(MLP(sizes, activation, backend=name, dtype=dtype, seed=seed), X, rng.integers(0, sizes[-1], n))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_on_a_row_subset_equals_the_gathered_batch(name, chunk_rows, dtype):
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (90, 30)).astype(np.uint8)
+    labels = rng.integers(0, 4, 90)
+    rows = rng.permutation(90)[:37]
+    check(MLP([30, 8, 4], backend=name, dtype=dtype, seed=0), X, labels, rows)
+
+
+def test_uint8_inputs_stay_uint8_and_train_like_scaled_floats(name):
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 256, (40, 12)).astype(np.uint8)
+    y = rng.integers(0, 3, 40)
+    a = MLP([12, 6, 3], backend=name, dtype="float64", seed=0)
+    b = MLP([12, 6, 3], backend="numpy", dtype="float64", seed=0)
+    assert a.prepare(X, y).X.dtype == np.uint8  # no float copy of the images
+    for _ in range(5):
+        np.testing.assert_allclose(a.step(X, y, 0.5), b.step(X / 255.0, y, 0.5), rtol=1e-12)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X / 255.0), rtol=1e-10)
