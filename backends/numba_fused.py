@@ -76,9 +76,17 @@ def gather_rows(X, rows, scale, out):
             o[i] = x[i] * scale
 
 
+@njit(inline="always", **OPTS)
+def _put(out, s, o, v, transposed):
+    if transposed:
+        out[o, s] = v
+    else:
+        out[s, o] = v
+
+
 @njit(**OPTS)
-def linear_rows(X, nr, W, b, out):
-    """``out[:nr] = X[:nr] @ W.T + b`` with 4x4 register tiles."""
+def linear_rows(X, nr, W, b, out, transposed=False):
+    """``out[:nr] = X[:nr] @ W.T + b`` with 4x4 register tiles (``out.T`` if ``transposed``)."""
     h, d = W.shape
     zero = b[0] - b[0]  # a 0 of W's dtype: a literal 0 would make the accumulators float64
     s = 0
@@ -108,18 +116,30 @@ def linear_rows(X, nr, W, b, out):
                 a31 += v3 * u1
                 a32 += v3 * u2
                 a33 += v3 * u3
-            out[s, o], out[s, o + 1], out[s, o + 2], out[s, o + 3] = a00 + b[o], a01 + b[o + 1], a02 + b[o + 2], a03 + b[o + 3]
-            out[s + 1, o], out[s + 1, o + 1], out[s + 1, o + 2], out[s + 1, o + 3] = a10 + b[o], a11 + b[o + 1], a12 + b[o + 2], a13 + b[o + 3]
-            out[s + 2, o], out[s + 2, o + 1], out[s + 2, o + 2], out[s + 2, o + 3] = a20 + b[o], a21 + b[o + 1], a22 + b[o + 2], a23 + b[o + 3]
-            out[s + 3, o], out[s + 3, o + 1], out[s + 3, o + 2], out[s + 3, o + 3] = a30 + b[o], a31 + b[o + 1], a32 + b[o + 2], a33 + b[o + 3]
+            _put(out, s, o, a00 + b[o], transposed)
+            _put(out, s, o + 1, a01 + b[o + 1], transposed)
+            _put(out, s, o + 2, a02 + b[o + 2], transposed)
+            _put(out, s, o + 3, a03 + b[o + 3], transposed)
+            _put(out, s + 1, o, a10 + b[o], transposed)
+            _put(out, s + 1, o + 1, a11 + b[o + 1], transposed)
+            _put(out, s + 1, o + 2, a12 + b[o + 2], transposed)
+            _put(out, s + 1, o + 3, a13 + b[o + 3], transposed)
+            _put(out, s + 2, o, a20 + b[o], transposed)
+            _put(out, s + 2, o + 1, a21 + b[o + 1], transposed)
+            _put(out, s + 2, o + 2, a22 + b[o + 2], transposed)
+            _put(out, s + 2, o + 3, a23 + b[o + 3], transposed)
+            _put(out, s + 3, o, a30 + b[o], transposed)
+            _put(out, s + 3, o + 1, a31 + b[o + 1], transposed)
+            _put(out, s + 3, o + 2, a32 + b[o + 2], transposed)
+            _put(out, s + 3, o + 3, a33 + b[o + 3], transposed)
             o += 4
         for oo in range(o, h):  # neurons left over when h is not a multiple of 4
             for ss in range(s, s + 4):
-                out[ss, oo] = _dot(X[ss], W[oo], zero) + b[oo]
+                _put(out, ss, oo, _dot(X[ss], W[oo], zero) + b[oo], transposed)
         s += 4
     for ss in range(s, nr):  # samples left over
         for oo in range(h):
-            out[ss, oo] = _dot(X[ss], W[oo], zero) + b[oo]
+            _put(out, ss, oo, _dot(X[ss], W[oo], zero) + b[oo], transposed)
 
 
 @njit(inline="always", **OPTS)
@@ -131,8 +151,8 @@ def _dot(x, w, zero):
 
 
 @njit(**OPTS_UPDATE)
-def grad_rows(dZ, X, nr, G):
-    """``G += dZ[:nr].T @ X[:nr]``: two gradient rows per sweep, four samples at a time.
+def grad_rows(dZT, X, nr, G):
+    """``G += dZT[:, :nr] @ X[:nr]``: two gradient rows per sweep, four samples at a time.
 
     Two rows share each load of the four input rows; measured 30% faster than one row with
     eight samples, which rereads G (16 x 784 floats overflow L1) twice as often per FLOP.
@@ -144,8 +164,8 @@ def grad_rows(dZ, X, nr, G):
         o = 0
         while o + 2 <= h:
             g0, g1 = G[o], G[o + 1]
-            a0, a1, a2, a3 = dZ[s, o], dZ[s + 1, o], dZ[s + 2, o], dZ[s + 3, o]
-            b0, b1, b2, b3 = dZ[s, o + 1], dZ[s + 1, o + 1], dZ[s + 2, o + 1], dZ[s + 3, o + 1]
+            a0, a1, a2, a3 = dZT[o, s], dZT[o, s + 1], dZT[o, s + 2], dZT[o, s + 3]
+            b0, b1, b2, b3 = dZT[o + 1, s], dZT[o + 1, s + 1], dZT[o + 1, s + 2], dZT[o + 1, s + 3]
             for i in range(d):
                 v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
                 g0[i] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
@@ -153,7 +173,7 @@ def grad_rows(dZ, X, nr, G):
             o += 2
         if o < h:  # odd number of rows
             g0 = G[o]
-            a0, a1, a2, a3 = dZ[s, o], dZ[s + 1, o], dZ[s + 2, o], dZ[s + 3, o]
+            a0, a1, a2, a3 = dZT[o, s], dZT[o, s + 1], dZT[o, s + 2], dZT[o, s + 3]
             for i in range(d):
                 g0[i] += a0 * x0[i] + a1 * x1[i] + a2 * x2[i] + a3 * x3[i]
         s += 4
@@ -161,7 +181,7 @@ def grad_rows(dZ, X, nr, G):
         x = X[ss]
         for o in range(h):
             g = G[o]
-            c = dZ[ss, o]
+            c = dZT[o, ss]
             for i in range(d):
                 g[i] += c * x[i]
 
@@ -181,15 +201,73 @@ def _layout(sizes):
     return w_off, b_off, pos
 
 
+@njit(**OPTS_UPDATE)
+def dense_T(W, b, HT, nr, outT):
+    """``outT[:, :nr] = W @ HT[:, :nr] + b``: a small layer, feature-major, so every loop runs
+    along the chunk's samples and vectorises (no per-sample horizontal sums)."""
+    h, d = W.shape
+    for o in range(h):
+        row = outT[o]
+        bo = b[o]
+        for s in range(nr):
+            row[s] = bo
+        for j in range(d):
+            w, x = W[o, j], HT[j]
+            for s in range(nr):
+                row[s] += w * x[s]
+
+
+@njit(**OPTS_UPDATE)
+def backprop_T(W, dZT, AT, nr, kind, outT):
+    """``outT[:, :nr] = (W.T @ dZT[:, :nr]) * g'(AT[:, :nr])``: the gradient one layer down."""
+    h, d = W.shape
+    for j in range(d):
+        row = outT[j]
+        for s in range(nr):
+            row[s] = 0
+        for o in range(h):
+            w, z = W[o, j], dZT[o]
+            for s in range(nr):
+                row[s] += w * z[s]
+        a = AT[j]
+        for s in range(nr):
+            row[s] *= _dg(a[s], kind)
+
+
+@njit(**OPTS)
+def dots_T(A, B, nr, out):
+    """``out += A[:, :nr] @ B[:, :nr].T``: a small layer's weight gradient, dot products along
+    the samples (a reduction LLVM vectorises once fastmath lets it reorder the sum)."""
+    for o in range(A.shape[0]):
+        a = A[o]
+        for j in range(B.shape[0]):
+            b = B[j]
+            acc = a[0] - a[0]
+            for s in range(nr):
+                acc += a[s] * b[s]
+            out[o, j] += acc
+
+
+@njit(inline="always", **OPTS)
+def _exp(x, fast):
+    """exp for x <= 0. The fast form, exp(x) = (1 + tanh(x/2)) / (1 - tanh(x/2)), vectorises with
+    the rational tanh; its error is below 1e-7 absolute, which is all a probability needs."""
+    if fast:
+        t = _tanh32(0.5 * x)
+        return (1 + t) / (1 - t)
+    return np.exp(x)
+
+
 def workspace(threads, sizes, chunk, dtype):
     """Per-thread scratch for :func:`loss_and_gradients`, allocated once and reused every call."""
     widths = sizes[1:]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     return (
-        np.empty((threads, chunk, sizes[0]), dtype),  # the chunk's inputs as floats
+        np.empty((threads, chunk, sizes[0]), dtype),  # the chunk's inputs as floats, sample-major
         np.zeros((threads, n_params), dtype),  # gradient accumulators
-        np.empty((threads, chunk * sum(widths)), dtype),  # every layer's output for one chunk
+        np.empty((threads, chunk * sum(widths)), dtype),  # every layer's output, feature-major
         np.empty((threads, 2, chunk * max(widths)), dtype),  # dZ of this layer and the one below
+        np.empty((threads, 2, chunk), dtype),  # per-sample softmax scratch: max and total
     )
 
 
@@ -201,12 +279,16 @@ def _rows(flat, start, n_rows, width):
 
 
 @njit(parallel=True, **OPTS)
-def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, G, ACT, DZ):
+def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM):
     """Mean cross-entropy, its gradient (flat, laid out like ``params``) and the logits, in one pass.
 
     The batch is ``X[rows]`` (gathered chunk by chunk, so a shuffled mini-batch needs no copy);
     ``sizes`` is ``[d, h1, ..., k]``; hidden layers use activation ``kind``; ``fast`` selects the
-    vectorisable float32 tanh. ``XC, G, ACT, DZ`` come from :func:`workspace`.
+    vectorisable float32 tanh and exp. ``XC, G, ACT, DZ, SM`` come from :func:`workspace`.
+
+    Within a chunk the inputs are sample-major (rows of 784 pixels, for the big first-layer
+    products) and everything after them feature-major (``(width, chunk)``), so the small layers,
+    the activations and the softmax are loops along the samples.
     """
     n = rows.shape[0]
     L = len(sizes) - 1
@@ -219,77 +301,73 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
     threads = min(G.shape[0], n_chunks)
     losses = np.zeros(threads)
     logits = np.empty((n, k), dtype=params.dtype)
-    # Each W transposed, so the backward product dA = dZ W runs as linear_rows(dZ, W.T), the
-    # same vectorised reduction as the forward; zeros stand in for its bias.
-    params_T = np.empty_like(params)
-    for l in range(1, L):
-        W, WT = _rows(params, w_off[l], sizes[l + 1], sizes[l]), _rows(params_T, w_off[l], sizes[l], sizes[l + 1])
-        for o in range(sizes[l + 1]):
-            for j in range(sizes[l]):
-                WT[j, o] = W[o, j]
-    no_bias = np.zeros(max(sizes[:L]), dtype=params.dtype)
 
     for t in prange(threads):
-        xc, g, act = XC[t], G[t], ACT[t]
+        xc, g, act, sm = XC[t], G[t], ACT[t], SM[t]
         g[:] = 0
         loss = 0.0  # a local, not losses[t]: threads writing one cache line would fight over it
         for c in range(t, n_chunks, threads):
             r0 = c * chunk
             nr = min(chunk, n - r0)
             gather_rows(X, rows[r0:r0 + nr], scale, xc)
-            # forward: layer l's output goes to rows of width sizes[l+1] at a_off[l]
+            # forward; layer l's output H_l is (sizes[l+1], chunk) at a_off[l]
             for l in range(L):
                 W = _rows(params, w_off[l], sizes[l + 1], sizes[l])
                 b = params[b_off[l]:b_off[l] + sizes[l + 1]]
-                out = _rows(act, a_off[l], chunk, sizes[l + 1])
+                HT = _rows(act, a_off[l], sizes[l + 1], chunk)
                 if l == 0:
-                    linear_rows(xc, nr, W, b, out)
+                    linear_rows(xc, nr, W, b, HT, True)
                 else:
-                    linear_rows(_rows(act, a_off[l - 1], chunk, sizes[l]), nr, W, b, out)
-                if l < L - 1:  # one flat loop over the chunk's outputs: long, so it vectorises
-                    flat = act[a_off[l]:a_off[l] + nr * sizes[l + 1]]
-                    for j in range(flat.shape[0]):
-                        flat[j] = _g(flat[j], kind, fast)
-            # softmax + cross-entropy; dZ = P - Y, kept unscaled (1/n is applied once at the end)
-            Z = _rows(act, a_off[L - 1], chunk, k)
-            dZ = _rows(DZ[t, 0], 0, chunk, k)
+                    dense_T(W, b, _rows(act, a_off[l - 1], sizes[l], chunk), nr, HT)
+                if l < L - 1:
+                    for j in range(sizes[l + 1]):
+                        row = HT[j]
+                        for s in range(nr):
+                            row[s] = _g(row[s], kind, fast)
+            # softmax + cross-entropy along the samples; dZ = P - Y, unscaled (1/n comes at the end)
+            ZT = _rows(act, a_off[L - 1], k, chunk)
+            dZT = _rows(DZ[t, 0], 0, k, chunk)
+            top, total = sm[0], sm[1]
+            for s in range(nr):
+                top[s] = ZT[0, s]
+                total[s] = 0
+            for j in range(1, k):
+                z = ZT[j]
+                for s in range(nr):
+                    top[s] = max(top[s], z[s])
+            for j in range(k):
+                z, e = ZT[j], dZT[j]
+                for s in range(nr):
+                    e[s] = _exp(z[s] - top[s], fast)
+                    total[s] += e[s]
             for s in range(nr):
                 r = rows[r0 + s]
-                top = Z[s, 0]
-                for j in range(1, k):
-                    top = max(top, Z[s, j])
-                total = 0.0
-                for j in range(k):
-                    logits[r0 + s, j] = Z[s, j]
-                    e = np.exp(Z[s, j] - top)
-                    dZ[s, j] = e
-                    total += e
-                log_total = np.log(total)
-                inv = 1 / total
+                log_total = np.log(total[s])
+                inv = 1 / total[s]
                 for j in range(k):
                     y = Y[r, j]
-                    loss -= y * (Z[s, j] - top - log_total)
-                    dZ[s, j] = dZ[s, j] * inv - y
+                    logits[r0 + s, j] = ZT[j, s]
+                    loss -= y * (ZT[j, s] - top[s] - log_total)
+                    dZT[j, s] = dZT[j, s] * inv - y
             # backward: dZ ping-pongs between DZ[t, 0] and DZ[t, 1]
             for l in range(L - 1, -1, -1):
                 h, d = sizes[l + 1], sizes[l]
-                dZ = _rows(DZ[t, (L - 1 - l) % 2], 0, chunk, h)
+                dZT = _rows(DZ[t, (L - 1 - l) % 2], 0, h, chunk)
                 Gw = _rows(g, w_off[l], h, d)
                 if l == 0:
-                    grad_rows(dZ, xc, nr, Gw)
+                    grad_rows(dZT, xc, nr, Gw)
                 else:
-                    grad_rows(dZ, _rows(act, a_off[l - 1], chunk, d), nr, Gw)
-                for j in range(h):  # bias gradient: column sums, kept in a register
-                    acc = dZ[0, j] - dZ[0, j]
+                    dots_T(dZT, _rows(act, a_off[l - 1], d, chunk), nr, Gw)
+                for o in range(h):  # bias gradient: row sums
+                    z = dZT[o]
+                    acc = z[0] - z[0]
                     for s in range(nr):
-                        acc += dZ[s, j]
-                    g[b_off[l] + j] += acc
-                if l > 0:  # dZ below = (dZ W) * g'(A below), the product as a reduction over W.T
-                    below = _rows(DZ[t, (L - l) % 2], 0, chunk, d)
-                    linear_rows(dZ, nr, _rows(params_T, w_off[l], d, h), no_bias[:d], below)
-                    flat, a_flat = DZ[t, (L - l) % 2, :nr * d], act[a_off[l - 1]:a_off[l - 1] + nr * d]
-                    for j in range(flat.shape[0]):
-                        flat[j] *= _dg(a_flat[j], kind)
+                        acc += z[s]
+                    g[b_off[l] + o] += acc
+                if l > 0:
+                    W = _rows(params, w_off[l], h, d)
+                    below = _rows(DZ[t, (L - l) % 2], 0, d, chunk)
+                    backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, below)
         losses[t] = loss
 
     grad = G[0, :n_params].copy()

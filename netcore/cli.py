@@ -55,7 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--activation", default="tanh", choices=backends.ACTIVATIONS, help="hidden activation (default tanh)")
     train.add_argument("--seed", type=int, default=2, help="initialisation seed (default 2, the tutorial's)")
     train.add_argument("--data", metavar="DIR", help="folder of MNIST-format IDX files, gzipped or not (default: scikit-learn's bundled digits)")
+    bench = sub.add_parser("bench", help="run the benchmark suites (or read a run's JSON) and print the table")
+    bench.add_argument("--benchmark-json", metavar="FILE", help="report this pytest-benchmark JSON instead of running the suites")
+    bench.add_argument("--save", metavar="FILE", help="where the run's JSON goes (default: a temporary file)")
+    bench.add_argument("--plot", metavar="FILE.png", help="also write a bar chart (log scale)")
+    bench.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --, options for pytest (e.g. -- --quick, -k numba, --netcore-data DIR)")
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from . import report
+
+    path = args.benchmark_json
+    if path is None:
+        suites = Path(__file__).resolve().parents[1] / "benchmarks"
+        if not (suites / "conftest.py").is_file():
+            raise FileNotFoundError("netcore bench runs the suites in a source checkout's benchmarks/ folder, which this install lacks; "
+                                    "pass --benchmark-json FILE to report an existing run")
+        path = args.save or str(Path(tempfile.mkdtemp(prefix="netcore-bench-")) / "benchmarks.json")
+        extra = [a for a in args.pytest_args if a != "--"]
+        cmd = [sys.executable, "-m", "pytest", str(suites), f"--benchmark-json={path}", "-q", *extra]
+        print("running:", " ".join(cmd), flush=True)
+        result = subprocess.run(cmd, cwd=suites.parent)
+        if result.returncode != 0:
+            print(f"netcore: error: the benchmark run failed (pytest exit {result.returncode})", file=sys.stderr)
+            return 1
+    rows = report.read_json(path)
+    if not rows:
+        raise ValueError(f"{path} holds no benchmarks (was the run made with --benchmark-disable?)")
+    print(report.table(rows))
+    if args.plot:
+        report.plot(rows, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
 
 
 def cmd_info() -> int:
@@ -112,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "info":
             return cmd_info()
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_train(args)
     except USER_ERRORS as exc:
         print(f"netcore: error: {exc}", file=sys.stderr)

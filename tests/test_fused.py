@@ -116,3 +116,17 @@ def test_uint8_inputs_stay_uint8_and_train_like_scaled_floats(name):
     for _ in range(5):
         np.testing.assert_allclose(a.step(X, y, 0.5), b.step(X / 255.0, y, 0.5), rtol=1e-12)
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X / 255.0), rtol=1e-10)
+
+
+def test_a_slow_first_call_says_it_is_compiling(name, caplog):
+    import time
+
+    ops = backends.get_backend(name, "float32")
+    ops._compiled.discard(("test-input", "float32"))
+    with caplog.at_level("WARNING", logger="netcore"):
+        assert ops._first_call_notice("test-input", lambda x: time.sleep(1.3) or x, 7) == 7
+        ops._first_call_notice("test-input", lambda: None)  # second call: silent
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("numba: compiling the fused kernels for float32 compute on test-input inputs")
+    assert messages[1].startswith("numba: fused kernels ready after 1.")
+    assert len(messages) == 2
