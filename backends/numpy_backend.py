@@ -20,7 +20,7 @@ class NumpyBackend(Backend):
 
             blas = [p for p in threadpool_info() if p.get("user_api") == "blas"]
             if blas:
-                info["blas"] = f"{blas[0]['internal_api']} {blas[0].get('version')}, {blas[0]['num_threads']} threads"
+                info["blas"] = f"{blas[0]['internal_api']} {blas[0].get('version')} ({blas[0].get('architecture')} kernels), {blas[0]['num_threads']} threads"
         except ImportError:  # threadpoolctl comes with scikit-learn; only the info line is lost
             pass
         return info

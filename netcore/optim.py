@@ -1,14 +1,18 @@
 """Optimizers (how gradients become parameter updates) and learning-rate schedules.
 
-Each optimizer keeps its state (moments) on the backend, next to the parameters, and updates
-them in place through the backend's ops.
+Every optimizer keeps its state (velocities, moments) on the backend next to the parameters and
+updates in place through the backend's ops, so no array leaves the device during training. The
+state can be exported to NumPy and restored, which is what checkpoints save.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from backends import Backend
 
@@ -22,33 +26,117 @@ def sgd_step(ops: Backend, layers: Layers, grads: Layers, lr: float) -> None:
         ops.sgd_update(b, db, lr)
 
 
-class SGD:
-    """Plain (stochastic) gradient descent: the tutorial's update."""
+def _flat(layers: Layers) -> list[Any]:
+    return [p for layer in layers for p in layer]
 
-    def __init__(self, lr: float = 0.1) -> None:
-        self.lr = lr
+
+class Optimizer:
+    """Base class: ``update`` applies one step; ``state``/``load_state`` round-trip through NumPy."""
+
+    name = "optimizer"
+
+    def __init__(self, lr: float) -> None:
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning rate must be a positive number, got {lr!r}")
+        self.lr = float(lr)
+        self.t = 0  # steps taken
+        self.slots: list[list[Any]] = []  # per-parameter state arrays, on the backend
+
+    def config(self) -> dict[str, Any]:
+        """Hyperparameters, enough to rebuild the optimizer with :func:`get_optimizer`."""
+        return {"name": self.name, "lr": self.lr}
 
     def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None) -> None:
-        sgd_step(ops, layers, grads, self.lr if lr is None else lr)
+        self.t += 1
+        self._update(ops, _flat(layers), _flat(grads), self.lr if lr is None else lr)
+
+    def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
+        raise NotImplementedError
+
+    def _slots(self, ops: Backend, params: list, n: int) -> list[list[Any]]:
+        if not self.slots:
+            self.slots = [[ops.zeros_like(p) for _ in range(n)] for p in params]
+        return self.slots
+
+    def state(self, ops: Backend) -> dict[str, np.ndarray]:
+        """The step count and every state array, as NumPy arrays keyed ``slot{i}_{j}``."""
+        out = {"t": np.asarray(self.t)}
+        for i, slots in enumerate(self.slots):
+            for j, s in enumerate(slots):
+                out[f"slot{i}_{j}"] = ops.to_numpy(s)
+        return out
+
+    def load_state(self, ops: Backend, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        keys = sorted((k for k in state if k.startswith("slot")), key=lambda k: tuple(map(int, k[4:].split("_"))))
+        slots: dict[int, list] = {}
+        for k in keys:
+            i, _ = map(int, k[4:].split("_"))
+            slots.setdefault(i, []).append(ops.asarray(state[k]))
+        self.slots = [slots[i] for i in sorted(slots)]
 
 
-class Adam:
-    """Adam (Kingma & Ba), with the bias correction folded into the step size as scikit-learn does."""
+class SGD(Optimizer):
+    """Gradient descent, optionally with (Nesterov) momentum, as scikit-learn's 'sgd' solver:
+    ``v = μ v - lr g``, then ``p += v`` (or ``p += μ v - lr g`` with Nesterov)."""
+
+    name = "sgd"
+
+    def __init__(self, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
+        if self.momentum == 0:
+            for p, g in zip(params, grads):
+                ops.sgd_update(p, g, lr)
+            return
+        for p, g, (v,) in zip(params, grads, self._slots(ops, params, 1)):
+            ops.scale(v, self.momentum)
+            ops.sgd_update(v, g, lr)  # v = μ v - lr g
+            if self.nesterov:
+                ops.sgd_update(p, v, -self.momentum)  # p += μ v ...
+                ops.sgd_update(p, g, lr)  # ... - lr g
+            else:
+                ops.sgd_update(p, v, -1.0)  # p += v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), the bias correction folded into the step size as scikit-learn does."""
+
+    name = "adam"
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.t = 0
-        self.moments: list[tuple[Any, Any]] | None = None
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None) -> None:
-        if self.moments is None:
-            self.moments = [(ops.zeros_like(p), ops.zeros_like(p)) for layer in layers for p in layer]
-        self.t += 1
-        step = (self.lr if lr is None else lr) * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
-        params = [p for layer in layers for p in layer]
-        flat_grads = [g for pair in grads for g in pair]
-        for p, g, (m, v) in zip(params, flat_grads, self.moments):
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
+        step = lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+        for p, g, (m, v) in zip(params, grads, self._slots(ops, params, 2)):
             ops.adam_update(p, g, m, v, step, self.beta1, self.beta2, self.eps)
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "momentum": lambda **kw: SGD(**{"momentum": 0.9, **kw}), "nesterov": lambda **kw: SGD(**{"momentum": 0.9, "nesterov": True, **kw}), "adam": Adam}
+
+
+def get_optimizer(spec: str | Optimizer | dict[str, Any], **kwargs: Any) -> Optimizer:
+    """An optimizer from a name (``sgd``, ``momentum``, ``nesterov``, ``adam``), a config dict, or as is."""
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        return get_optimizer(spec.pop("name"), **spec, **kwargs)
+    if spec not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {spec!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[spec](**kwargs)
 
 
 @dataclass(frozen=True)
