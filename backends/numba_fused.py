@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from .numba_kernels import RELU, SIGMOID, TANH
+from .numba_kernels import RELU, TANH, _dg
 
 OPTS = dict(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc", "contract", "nsz"})
 # Without "contract": with it, LLVM fuses the update g[i] += c*x[i] into a scalar fma before the
@@ -55,15 +55,6 @@ def _g(v, kind, fast):
         return v if v > 0 else v - v
     # sigmoid(v) = (1 + tanh(v / 2)) / 2, which reuses the vectorisable tanh
     return 0.5 + 0.5 * _tanh32(0.5 * v) if fast else 1 / (1 + np.exp(-v))
-
-
-@njit(inline="always", **OPTS)
-def _dg(a, kind):
-    if kind == TANH:
-        return 1 - a * a
-    if kind == RELU:
-        return a * 0 + (a > 0)
-    return a * (1 - a)
 
 
 @njit(**OPTS)
