@@ -170,6 +170,10 @@ class Backend:
         """Sum over the sample axis: ``(n, k) -> (k,)``."""
         return a.sum(axis=0)
 
+    def sum_squares(self, a: Any) -> Any:
+        """``sum(a**2)`` over every element (for the L2 penalty)."""
+        return (a * a).sum()
+
     def scale(self, a: Any, s: float) -> Any:
         """``s * a``; may reuse ``a``'s memory."""
         a *= s

@@ -159,6 +159,13 @@ class PythonBackend(Backend):
                 out[j] += v
         return out
 
+    def sum_squares(self, a: Any) -> float:
+        total = 0.0
+        for row in a if _is_matrix(a) else [a]:
+            for v in row:
+                total += v * v
+        return total
+
     def scale(self, a: Any, s: float) -> Any:
         rows = a if _is_matrix(a) else [a]
         for row in rows:

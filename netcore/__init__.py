@@ -1,22 +1,38 @@
 """netcore: multilayer perceptrons from scratch, one forward/backward on swappable backends.
 
-    >>> from netcore import MLP
-    >>> net = MLP([784, 16, 16, 10], activation="tanh", backend="numba", seed=2)
+Three ways in:
+
+- ``netcore.tutorial``: the tutorial's own functions, on the selected backend;
+- :class:`MLP` and :class:`Trainer`: the native network and its training loop;
+- :class:`MLPClassifier`: a drop-in for scikit-learn's.
 
 Backends are chosen with an argument, a ``backends.use(...)`` block or ``NETCORE_BACKEND``.
 """
 
+from typing import Any
+
 from backends import BackendUnavailableError, available, get_backend, use
 
+from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
 from .network import MLP, backward, forward, init_parameters
-from .optim import StepLR
+from .optim import SGD, Adam, StepLR
+from .trainer import History, Trainer, TrainingDivergedError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
-    "BackendUnavailableError",
+    "MLPClassifier",
+    "Trainer",
+    "History",
+    "TrainingDivergedError",
+    "SGD",
+    "Adam",
     "StepLR",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "BackendUnavailableError",
     "available",
     "backward",
     "forward",
@@ -25,3 +41,12 @@ __all__ = [
     "use",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The classifier imports scikit-learn (half a second); only pay for it when it is used.
+    if name == "MLPClassifier":
+        from .classifier import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'netcore' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Data: the IDX reader and the loaders the CLI and examples use.
+"""Data: the IDX reader, MNIST / Fashion-MNIST (found on disk or downloaded), scikit-learn's digits.
 
 IDX is MNIST's format: two zero bytes, a type code, the number of dimensions, each dimension
 as a big-endian uint32, then the values in row-major order (big-endian for multi-byte types).
@@ -8,9 +8,15 @@ Files may be gzip-compressed; they are recognised by their content, not their na
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.client
 import os
+import shutil
 import struct
+import tempfile
+import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +126,145 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Split
     X, y = X[order] / 16.0, y[order]
     n_test = int(round(len(X) * test_fraction))
     return (X[n_test:], y[n_test:]), (X[:n_test], y[:n_test])
+
+
+# -- MNIST and Fashion-MNIST: found on disk, or downloaded and verified ----------------------
+
+FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's four files live: public mirrors (tried in turn), their published MD5s,
+    and folders an operating system package may have put them in."""
+
+    name: str
+    mirrors: tuple[str, ...]
+    md5: dict[str, str]
+    system_dirs: tuple[str, ...] = ()
+
+
+SOURCES = {
+    "mnist": Source(
+        "mnist",
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        dict(zip(FILES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+                         "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
+    ),
+    "fashion-mnist": Source(
+        "fashion-mnist",
+        ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+        dict(zip(FILES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
+        ("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist package
+    ),
+}
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """The dataset is on no searched path and could not be downloaded; the message says where to put it."""
+
+
+def cache_dir() -> Path:
+    """``$NETCORE_CACHE``, else ``$XDG_CACHE_HOME/netcore``, else ``~/.cache/netcore``."""
+    if os.environ.get("NETCORE_CACHE"):
+        return Path(os.environ["NETCORE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "netcore"
+
+
+def _complete(folder: Path) -> bool:
+    return all(any((folder / (f[:-3] + s)).is_file() for s in (".gz", "")) for f in FILES)
+
+
+def search_path(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders looked in, in order: ``data_dir``, ``$NETCORE_DATA`` (itself or its ``name``
+    subfolder), the user cache, then the system folders for this dataset."""
+    source = SOURCES[name]
+    places = []
+    if data_dir is not None:
+        places.append(Path(data_dir))
+    if os.environ.get("NETCORE_DATA"):
+        places += [Path(os.environ["NETCORE_DATA"]) / name, Path(os.environ["NETCORE_DATA"])]
+    places.append(cache_dir() / name)
+    places += [Path(d) for d in source.system_dirs]
+    return places
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
+    """Download ``url`` to ``dest`` through a temporary file; nothing is left unless the MD5 matches."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        got = _md5(tmp)
+        if got != md5:
+            raise ValueError(f"checksum mismatch: MD5 {got}, published {md5}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def download(name: str, timeout: float = 10.0) -> Path:
+    """Download a dataset's four files into the cache, each verified against its published MD5."""
+    source = SOURCES[name]
+    folder = cache_dir() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, md5 in source.md5.items():
+        if (folder / filename).is_file():
+            continue
+        errors = []
+        for mirror in source.mirrors:
+            try:
+                _fetch(mirror + filename, folder / filename, md5, timeout)
+                break
+            except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
+                errors.append(f"{mirror + filename}: {exc}")
+        else:
+            if not any(folder.iterdir()):
+                folder.rmdir()  # leave no empty cache folder behind
+            raise DatasetUnavailableError(f"could not download {filename}: " + "; ".join(errors))
+    return folder
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download_if_missing: bool = True, timeout: float = 10.0) -> tuple[Split, Split]:
+    """``(X_train, y_train), (X_test, y_test)`` as uint8 images ``(n, 784)`` and labels, like Keras.
+
+    Looks in :func:`search_path` order; if no folder holds all four files, downloads them into the
+    cache (unless ``download_if_missing`` is False). Offline, fails within ``timeout`` seconds
+    per mirror with a message that says where to put the files.
+    """
+    if name not in SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
+    places = search_path(name, data_dir)
+    folder = next((p for p in places if _complete(p)), None)
+    if folder is None:
+        hint = (f"put {', '.join(FILES)} (gzipped or not) in one of: " + ", ".join(map(str, places))
+                + " (or point NETCORE_DATA at their folder)")
+        if not download_if_missing:
+            raise DatasetUnavailableError(f"{name} is not on disk; {hint}")
+        try:
+            folder = download(name, timeout)
+        except DatasetUnavailableError as exc:
+            raise DatasetUnavailableError(f"{name} is not on disk and {exc}. To use it offline, {hint}") from None
+    train, test = load_idx_folder(folder)
+    return train, test
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> tuple[Split, Split]:
+    """MNIST: 60,000 training and 10,000 test digits, uint8. See :func:`load_dataset`."""
+    return load_dataset("mnist", data_dir, download_if_missing)
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> tuple[Split, Split]:
+    """Fashion-MNIST: 60,000 training and 10,000 test clothing images, uint8. See :func:`load_dataset`."""
+    return load_dataset("fashion-mnist", data_dir, download_if_missing)

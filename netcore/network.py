@@ -21,6 +21,7 @@ import numpy as np
 
 from backends import Backend, get_backend
 
+from . import checkpoint
 from .optim import sgd_step
 from .validation import check_activation, check_labels, check_layer_sizes, check_X
 
@@ -63,15 +64,28 @@ def generic_loss_and_gradients(ops: Backend, layers: Layers, X: Any, Y: Any, act
     return ops.cross_entropy(Z, Y), backward(ops, layers, A, ops.softmax(Z), Y, activation), Z
 
 
-def init_parameters(layer_sizes: Sequence[int], seed: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The tutorial's initialisation, in float64 on the host.
+INITS = ("tutorial", "glorot")
 
-    ``RandomState(seed)`` draws the same stream as ``np.random.seed(seed)`` without touching the
-    global generator, so ``seed=2`` gives the tutorial's parameters exactly:
-    ``randn(out, in) * 0.1`` per layer in order, zero biases.
+
+def init_parameters(layer_sizes: Sequence[int], seed: int | None = None, init: str = "tutorial") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Initial ``[(W, b), ...]`` in float64 on the host.
+
+    ``"tutorial"``: ``randn(out, in) * 0.1`` per layer in order, zero biases. ``RandomState(seed)``
+    draws the same stream as ``np.random.seed(seed)`` without touching the global generator, so
+    ``seed=2`` gives the tutorial's parameters exactly.
+    ``"glorot"``: scikit-learn's MLP initialisation, W and b uniform in ``±sqrt(6 / (in + out))``.
     """
     rng = np.random.RandomState(seed)
-    return [(rng.randn(n_out, n_in) * 0.1, np.zeros(n_out)) for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])]
+    pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
+    if init == "tutorial":
+        return [(rng.randn(n_out, n_in) * 0.1, np.zeros(n_out)) for n_in, n_out in pairs]
+    if init == "glorot":
+        out = []
+        for n_in, n_out in pairs:
+            bound = np.sqrt(6.0 / (n_in + n_out))
+            out.append((rng.uniform(-bound, bound, (n_out, n_in)), rng.uniform(-bound, bound, n_out)))
+        return out
+    raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
 
 
 class MLP:
@@ -83,7 +97,8 @@ class MLP:
     activation : hidden activation, ``"tanh"``, ``"relu"`` or ``"sigmoid"``.
     backend : a backend name, a Backend, or None to follow ``backends.use()`` / ``NETCORE_BACKEND``.
     dtype : compute dtype, ``"float32"`` or ``"float64"``.
-    seed : seed of the tutorial's initialisation (``seed=2`` reproduces the tutorial).
+    seed : seed of the initialisation (``seed=2`` with ``init="tutorial"`` reproduces the tutorial).
+    init : ``"tutorial"`` (``randn * 0.1``, zero biases) or ``"glorot"`` (scikit-learn's).
 
     Data is laid out with samples as rows, ``X`` of shape ``(n_samples, n_features)``; labels are
     integer class ids (one-hot rows accepted). Weights are ``(out, in)`` like the tutorial's.
@@ -96,11 +111,22 @@ class MLP:
         backend: str | Backend | None = None,
         dtype: str | np.dtype = "float32",
         seed: int | None = None,
+        init: str = "tutorial",
     ) -> None:
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.activation = check_activation(activation)
         self.backend = get_backend(backend, dtype)
-        self.layers: Layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in init_parameters(self.layer_sizes, seed)]
+        params = init_parameters(self.layer_sizes, seed, init)
+        self.layers: Layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in params]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle the backend by name and the parameters as NumPy: backends hold compiled kernels.
+        return {**self.describe(), "backend": self.backend.name, "params": self.get_parameters()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.layer_sizes, self.activation = tuple(state["layer_sizes"]), state["activation"]
+        self.backend = get_backend(state["backend"], state["dtype"])
+        self.layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in state["params"]]
 
     def __repr__(self) -> str:
         return f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, backend={self.backend.name!r}, dtype={self.dtype.name!r})"
@@ -135,6 +161,43 @@ class MLP:
             check_X(W, name=f"W{l}")
             new.append((self.backend.asarray(W.copy()), self.backend.asarray(b.copy())))
         self.layers = new
+
+    # -- saving -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The architecture, as stored in checkpoints."""
+        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation, "dtype": self.dtype.name}
+
+    def parameter_arrays(self) -> dict[str, np.ndarray]:
+        """``{"W1": ..., "b1": ..., ...}`` as NumPy arrays."""
+        out = {}
+        for l, (W, b) in enumerate(self.get_parameters(), start=1):
+            out[f"W{l}"], out[f"b{l}"] = W, b
+        return out
+
+    def load_parameter_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], source: str = "checkpoint") -> None:
+        """Load parameters saved from a network of the same architecture and dtype."""
+        mine, theirs = self.describe(), {k: meta.get(k) for k in ("layer_sizes", "activation", "dtype")}
+        if mine != theirs:
+            raise checkpoint.CheckpointError(
+                f"{source} holds a {theirs['layer_sizes']} {theirs['activation']} {theirs['dtype']} network; "
+                f"it cannot load into this {mine['layer_sizes']} {mine['activation']} {mine['dtype']} one"
+            )
+        self.set_parameters([(arrays[f"W{l}"], arrays[f"b{l}"]) for l in range(1, len(self.layers) + 1)])
+
+    def save(self, path: str) -> None:
+        """Write the network (architecture and parameters) to ``path`` atomically."""
+        checkpoint.save(path, self.parameter_arrays(), {"kind": "network", **self.describe()})
+
+    @classmethod
+    def load(cls, path: str, backend: str | Backend | None = None) -> MLP:
+        """A network from a file written by :meth:`save` or by a trainer's checkpoint."""
+        arrays, meta = checkpoint.load(path)
+        try:
+            net = cls(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"])
+        except KeyError as exc:
+            raise checkpoint.CheckpointError(f"{path} lacks the network description ({exc})") from None
+        net.load_parameter_arrays(arrays, meta, str(path))
+        return net
 
     # -- data -------------------------------------------------------------------------
     def prepare(self, X: Any, y: Any = None) -> Batch:

@@ -81,3 +81,132 @@ def test_bad_arguments_are_named(rng, kwargs, message):
     X, y = make_data(rng, 4, 4, 3)
     with pytest.raises(ValueError, match=message):
         train_minibatch(MLP([4, 3]), X, y, **{"epochs": 1, **kwargs})
+
+
+# -- the Trainer -------------------------------------------------------------------------------
+
+from netcore import EarlyStopping, ModelCheckpoint, ProgressBar, StepLR, Trainer, TrainingDivergedError  # noqa: E402
+from netcore.checkpoint import CheckpointError  # noqa: E402
+
+
+def separable(rng, n=120, d=6, k=3):
+    X, y = make_data(rng, n, d, k)
+    X[np.arange(n), y] += 2.0
+    return X, y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_resume_from_a_checkpoint_gives_the_same_numbers(backend_name, rng, tmp_path, optimizer, batch_size):
+    X, y = separable(rng)
+
+    def trainer():
+        net = MLP([6, 7, 3], "tanh", backend=backend_name, dtype="float64", seed=1)
+        return Trainer(net, optimizer, lr=0.05, batch_size=batch_size, l2=1e-3, seed=4, schedule=None)
+
+    straight = trainer()
+    straight.fit(X, y, 6)
+    first = trainer()
+    first.fit(X, y, 3, callbacks=[ModelCheckpoint(str(tmp_path / "ckpt.npz"))])
+    resumed = Trainer.load(str(tmp_path / "ckpt.npz"), backend=backend_name)
+    assert resumed.epoch == 3 and len(resumed.history) == 3
+    resumed.fit(X, y, 6)
+    for (W, b), (V, c) in zip(resumed.net.get_parameters(), straight.net.get_parameters()):
+        np.testing.assert_array_equal(W, V)
+        np.testing.assert_array_equal(b, c)
+    assert resumed.history["loss"] == straight.history["loss"]
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint(rng, tmp_path, monkeypatch):
+    X, y = separable(rng)
+    trainer = Trainer(MLP([6, 4, 3], backend="numpy", seed=0), "sgd", lr=0.1)
+    path = tmp_path / "model.npz"
+    trainer.fit(X, y, 1)
+    trainer.save(str(path))
+    before = path.read_bytes()
+    trainer.fit(X, y, 2)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived mid-write
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save(str(path))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
+
+
+def test_loading_into_another_architecture_or_dtype_is_a_clear_error(rng, tmp_path):
+    path, net_path = str(tmp_path / "trainer.npz"), str(tmp_path / "net.npz")
+    Trainer(MLP([6, 4, 3], backend="numpy", dtype="float32", seed=0)).save(path)
+    MLP([6, 4, 3], backend="numpy", dtype="float32", seed=0).save(net_path)
+    assert MLP.load(path).layer_sizes == (6, 4, 3) and MLP.load(net_path).dtype == "float32"
+    with pytest.raises(CheckpointError, match=r"holds a \[6, 4, 3\] tanh float32 network; it cannot load into this \[6, 5, 3\] tanh float32 one"):
+        Trainer(MLP([6, 5, 3], backend="numpy", dtype="float32")).restore(path)
+    with pytest.raises(CheckpointError, match="float32 network; it cannot load into this .* float64 one"):
+        Trainer(MLP([6, 4, 3], backend="numpy", dtype="float64")).restore(path)
+    with pytest.raises(CheckpointError, match="holds a network without training state; load it with MLP.load"):
+        Trainer(MLP([6, 4, 3], backend="numpy", dtype="float32")).restore(net_path)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        MLP.load(str(tmp_path / "junk.npz"))
+
+
+def test_divergence_stops_with_the_epoch_and_keeps_finite_parameters(backend_name, rng):
+    X, y = separable(rng)
+    net = MLP([6, 8, 8, 3], "relu", backend=backend_name, dtype="float64", seed=0)
+    trainer = Trainer(net, "sgd", lr=1e200)
+    with pytest.raises(TrainingDivergedError, match=r"the loss became (nan|inf) at epoch \d+: training diverged.*Try a smaller learning rate \(this epoch used 1e\+200\)"):
+        trainer.fit(X, y, 50)
+    params = net.get_parameters()
+    assert all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
+    assert np.isfinite(net.loss(X, y))
+
+
+def test_validation_metrics_early_stopping_and_progress(rng, capsys):
+    X, y = separable(rng, n=200)
+    net = MLP([6, 8, 3], backend="numpy", dtype="float64", seed=0)
+    stop = EarlyStopping("val_loss", patience=2, min_delta=1e-3)
+    history = Trainer(net, "adam", lr=0.05, batch_size=20, seed=0).fit(X[:150], y[:150], 300, validation_data=(X[150:], y[150:]),
+                                                                          callbacks=[stop, ProgressBar(file=__import__("sys").stdout)])
+    assert len(history) < 300 and stop.stopped_epoch == len(history)
+    assert all(v is not None for v in history["val_loss"]) and history["val_accuracy"][-1] > 0.9
+    best = history["val_loss"][stop.best_epoch - 1]
+    np.testing.assert_allclose(net.loss(X[150:], y[150:]), best, rtol=1e-12)  # the best epoch's parameters are back
+    assert "epoch" in capsys.readouterr().out
+
+
+def test_early_stopping_without_validation_data_says_so(rng):
+    X, y = separable(rng)
+    with pytest.raises(ValueError, match="EarlyStopping monitors val_loss but fit\\(\\) was given no validation_data"):
+        Trainer(MLP([6, 3], backend="numpy")).fit(X, y, 3, callbacks=[EarlyStopping()])
+
+
+def test_l2_penalty_gradient_matches_finite_differences(rng):
+    X, y = make_data(rng, 10, 4, 3)
+    net = MLP([4, 5, 3], backend="numpy", dtype="float64", seed=0)
+    trainer = Trainer(net, "sgd", lr=1e-12, l2=0.3)  # a step so small the parameters do not move
+
+    def penalised_loss():
+        return net.loss(X, y) + 0.5 * 0.3 * sum((W**2).sum() for W, _ in net.get_parameters()) / len(X)
+
+    _, grads, _ = net.loss_and_gradients(*net.prepare(X, y)[:2])
+    trainer._l2_penalty(grads, len(X))
+    W = net.get_parameters()
+    h = 1e-6
+    for idx in [(0, 0, 1), (1, 2, 3)]:
+        l, i, j = idx
+        shifted = [(a.copy(), b.copy()) for a, b in W]
+        shifted[l][0][i, j] += h
+        net.set_parameters(shifted)
+        up = penalised_loss()
+        shifted[l][0][i, j] -= 2 * h
+        net.set_parameters(shifted)
+        down = penalised_loss()
+        np.testing.assert_allclose(grads[l][0][i, j], (up - down) / (2 * h), rtol=1e-6)
+
+
+def test_step_schedule_and_history_fields(rng):
+    X, y = separable(rng)
+    history = Trainer(MLP([6, 3], backend="numpy"), schedule=StepLR(1.0, drop_at=2)).fit(X, y, 4)
+    assert history["lr"] == [1.0, 1.0, 0.1, 0.1] and history.history["seconds"][0] > 0
