@@ -4,8 +4,9 @@ It runs the very same network code as the fast backends; only the ops below diff
 A matrix is a list of rows (lists of floats), a vector a list of floats. NumPy is touched
 only when data crosses in or out (``asarray``, ``to_numpy``), never inside an op.
 
-Python floats are IEEE doubles, so this backend always computes in float64; its ``dtype``
-only sets what ``to_numpy`` returns.
+Python floats are IEEE doubles, so this backend always computes in float64, and says so: its
+``dtype`` is float64 whatever was asked for (a float32 request would otherwise hand back rounded
+copies of numbers it keeps in double precision).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class PythonBackend(Backend):
 
     name = "python"
     xp = None
+
+    def __init__(self, dtype: Any = "float64") -> None:
+        super().__init__(dtype)  # validates the request...
+        self.dtype = np.dtype("float64")  # ...but Python floats are doubles
 
     def describe(self) -> dict[str, str]:
         return {"computes in": "float64 (Python floats), one core"}

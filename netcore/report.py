@@ -108,7 +108,7 @@ def plot(rows: list[Row], path: str | os.PathLike) -> None:
         for i, r in enumerate(members):
             ax.text(r.ms, i, f" {r.ms:,.1f}", va="center", fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
+    tmp = Path(path).with_name(f".{Path(path).stem}.part.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, path)  # never leave a half-written plot behind

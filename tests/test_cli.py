@@ -25,9 +25,10 @@ def test_info_lists_every_backend_and_the_pick(capsys):
 @pytest.mark.parametrize("name", backend_params(["numpy", "numba", "python", "cupy"]))
 def test_train_prints_progress_on_each_backend(monkeypatch, capsys, name):
     monkeypatch.setenv("NETCORE_BACKEND", name)
-    assert main(["train", "--epochs", "3"]) == 0
+    assert main(["train", "--epochs", "3", "--dataset", "digits", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"backend {name} (float32; NETCORE_BACKEND={name})" in out
+    dtype = "float64" if name == "python" else "float32"  # the loop baseline always computes in doubles
+    assert f"backend {name} ({dtype}; NETCORE_BACKEND={name})" in out
     assert sum(line.startswith("epoch ") for line in out.splitlines()) == 3 and "epoch 3/3  loss " in out and "test accuracy " in out
 
 
@@ -35,11 +36,12 @@ def test_train_options_and_idx_folder(tmp_path, capsys):
     rng = np.random.default_rng(0)
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (60, 28, 28)).astype(np.uint8))
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", (np.arange(60) % 10).astype(np.uint8))
-    args = ["train", "--backend", "numpy", "--dtype", "float64", "--epochs", "2", "--lr", "0.5", "--hidden", "8,4", "--activation", "relu", "--data", str(tmp_path)]
+    args = ["train", "--backend", "numpy", "--dtype", "float64", "--epochs", "2", "--lr", "0.5", "--hidden", "8,4", "--activation", "relu",
+            "--data", str(tmp_path), "--optimizer", "adam", "--batch-size", "16", "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "training on its first 50 samples, testing on the last 10" in out
-    assert "network [784, 8, 4, 10] relu" in out and "epoch 2/2" in out
+    assert "network [784, 8, 4, 10] relu, adam, lr 0.5, batches of 16" in out and "epoch 2/2" in out
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,7 @@ def test_train_options_and_idx_folder(tmp_path, capsys):
     [
         (["train"], {"NETCORE_BACKEND": "nonsense"}, "unknown backend 'nonsense'; valid names are: numpy, numba, cupy, python, auto."),
         (["train", "--backend", "numpy", "--data", "/nonexistent"], {}, "data folder /nonexistent does not exist"),
+        (["evaluate", "--model", "/nonexistent.npz", "--dataset", "digits"], {}, "checkpoint /nonexistent.npz does not exist"),
     ],
 )
 def test_errors_are_one_line(monkeypatch, capsys, args, env, message):
@@ -63,7 +66,7 @@ def test_cupy_without_gpu_exits_nonzero_with_one_line_and_no_traceback():
     if backends.available()["cupy"].ok:
         pytest.skip("a CUDA device answers here")
     env = {"NETCORE_BACKEND": "cupy", "PATH": ""}
-    run = subprocess.run([sys.executable, "-m", "netcore", "train", "--epochs", "1"], capture_output=True, text=True, env=env)
+    run = subprocess.run([sys.executable, "-m", "netcore", "train", "--epochs", "1", "--dataset", "digits"], capture_output=True, text=True, env=env)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith("netcore: error: backend 'cupy' (NETCORE_BACKEND=cupy) cannot run here: ")
@@ -74,3 +77,59 @@ def test_bad_hidden_is_a_usage_error(capsys):
         main(["train", "--hidden", "16,x"])
     assert exit_.value.code == 2
     assert "--hidden takes comma-separated widths" in capsys.readouterr().err
+
+
+def test_save_plot_evaluate_and_resume(tmp_path, capsys):
+    ckpt, png = tmp_path / "model.npz", tmp_path / "curves.png"
+    common = ["--backend", "numpy", "--dataset", "digits", "--no-progress", "--save", str(ckpt)]
+    assert main(["train", "--epochs", "4", *common, "--plot", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and ckpt.is_file()
+    assert main(["train", "--epochs", "6", *common, "--resume", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "resumed" in out and "epoch 5/6" in out and "epoch 1/" not in out.split("resumed")[1]
+    assert main(["evaluate", "--model", str(ckpt), "--backend", "numpy", "--dataset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "per-class accuracy: 0: " in out and "confusion matrix" in out
+
+
+def test_default_dataset_falls_back_to_digits_with_a_reason(monkeypatch, tmp_path, capsys):
+    from netcore import datasets
+
+    monkeypatch.setenv("NETCORE_CACHE", str(tmp_path))
+    monkeypatch.setitem(datasets.SOURCES, "mnist", datasets.Source("mnist", ("http://127.0.0.1:9/",), dict.fromkeys(datasets.FILES, "0" * 32)))
+    assert main(["train", "--epochs", "1", "--backend", "numpy", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "note: training on scikit-learn's bundled digits, because mnist is not on disk and could not download" in captured.err
+    assert main(["train", "--epochs", "1", "--backend", "numpy", "--dataset", "mnist"]) == 1  # explicit: no fallback
+    assert "netcore: error: mnist is not on disk" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import time
+
+    from netcore import MLP
+
+    def cmd(save, *extra):
+        return [sys.executable, "-m", "netcore", "train", "--backend", "python", "--dataset", "digits", "--hidden", "8",
+                "--epochs", "6", "--no-progress", "--save", str(save), *extra]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(cmd(tmp_path / "straight.npz"), check=True, capture_output=True, env=env)
+    cut = tmp_path / "cut.npz"
+    proc = subprocess.Popen(cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not cut.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130 and "netcore: interrupted during epoch" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.npz", "straight.npz"]  # no partial files
+    subprocess.run([*cmd(cut), "--resume", str(cut)], check=True, capture_output=True, env=env)
+    for (W, b), (V, c) in zip(MLP.load(str(cut)).get_parameters(), MLP.load(str(tmp_path / "straight.npz")).get_parameters()):
+        np.testing.assert_array_equal(W, V)
+        np.testing.assert_array_equal(b, c)
