@@ -50,6 +50,7 @@ BACKENDS = {
     "numba": "numba_backend:NumbaBackend",
     "cupy": "cupy_backend:CupyBackend",
     "python": "python_backend:PythonBackend",
+    "numba-cuda": "numba_cuda_backend:NumbaCudaBackend",
 }
 AUTO_ORDER = ("cupy", "numba", "numpy")
 

@@ -165,6 +165,11 @@ class Backend:
         """d(sum of per-sample losses)/dz for softmax + cross-entropy: ``p - y``."""
         return p - y
 
+    def softmax_cross_entropy(self, z: Any, y: Any) -> tuple[Any, Any]:
+        """``(mean loss, softmax(z) - y)`` from the logits: the output layer's forward and backward.
+        Backends fuse the two (one pass over the logits)."""
+        return self.cross_entropy(z, y), self.softmax_cross_entropy_delta(self.softmax(z), y)
+
     # -- reductions and updates ---------------------------------------------------
     def sum_rows(self, a: Any) -> Any:
         """Sum over the sample axis: ``(n, k) -> (k,)``."""

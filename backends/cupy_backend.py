@@ -31,6 +31,29 @@ _BACKWARD = {
     "sigmoid": "g = g * a * ((T)1 - a)",
 }
 
+# Softmax + cross-entropy + its gradient in one pass over each row of logits (one thread a row:
+# the output layer is narrow). Writes dZ = softmax(z) - y and the row's loss, accumulated in double.
+_SOFTMAX_XENT = r"""
+extern "C" __global__ void netcore_softmax_xent(const T* z, const T* y, T* delta, double* row_loss, long long n, int k) {
+    long long r = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= n) return;
+    const T* zr = z + r * k;
+    const T* yr = y + r * k;
+    T* dr = delta + r * k;
+    T top = zr[0];
+    for (int j = 1; j < k; ++j) top = zr[j] > top ? zr[j] : top;
+    double total = 0.0;
+    for (int j = 0; j < k; ++j) total += exp((double)(zr[j] - top));
+    double log_total = log(total), loss = 0.0;
+    for (int j = 0; j < k; ++j) {
+        double shifted = (double)(zr[j] - top);
+        dr[j] = (T)(exp(shifted) / total) - yr[j];
+        loss -= (double)yr[j] * (shifted - log_total);
+    }
+    row_loss[r] = loss;
+}
+"""
+
 
 def _unavailable_reason(exc: BaseException, cupy: Any) -> str:
     """Turn a CUDA runtime failure into a sentence a user can act on."""
@@ -73,6 +96,23 @@ class CupyBackend(Backend):
         self.xp = cupy
         self._forward: dict[str, Any] = {}
         self._backward: dict[str, Any] = {}
+        self._kernels: dict[str, Any] = {}
+
+    def _elementwise(self, name: str, params_in: str, params_out: str, body: str) -> Any:
+        if name not in self._kernels:
+            self._kernels[name] = self.xp.ElementwiseKernel(params_in, params_out, body, f"netcore_{name}")
+        return self._kernels[name]
+
+    def _device(self, make, nbytes: int, what: str) -> Any:
+        """Run an allocation; out of device memory becomes an error that says how much was asked."""
+        try:
+            return make()
+        except self.xp.cuda.memory.OutOfMemoryError:
+            free, total = self.xp.cuda.runtime.memGetInfo()
+            raise MemoryError(
+                f"the GPU ran out of memory placing {what} ({nbytes / 2**20:,.0f} MiB) with {free / 2**20:,.0f} MiB free "
+                f"of {total / 2**20:,.0f} MiB: use fewer samples, mini-batches, float32 or uint8 inputs"
+            ) from None
 
     def describe(self) -> dict[str, str]:
         cupy = self.xp
@@ -92,6 +132,71 @@ class CupyBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return self.xp.asnumpy(x)
+
+    def asarray(self, x: Any) -> Any:
+        nbytes = int(np.prod(np.shape(x))) * self.dtype.itemsize
+        return self._device(lambda: self.xp.asarray(x, dtype=self.dtype), nbytes, f"an array of shape {np.shape(x)}")
+
+    def input_array(self, X: np.ndarray) -> Any:
+        """uint8 images cross the bus as uint8 (a quarter of float32's bytes) and are scaled on the device."""
+        if X.dtype != np.uint8:
+            return self.asarray(X)
+        cp = self.xp
+        raw = self._device(lambda: cp.asarray(X), X.nbytes, f"uint8 inputs of shape {X.shape}")
+        out = self._device(lambda: cp.empty(X.shape, self.dtype), X.size * self.dtype.itemsize, f"inputs of shape {X.shape}")
+        self._elementwise("from_uint8", "uint8 x, T s", "T y", "y = x * s")(raw, self.dtype.type(1 / 255), out)
+        return out
+
+    def softmax_cross_entropy(self, z: Any, y: Any) -> tuple[Any, Any]:
+        cp = self.xp
+        if "softmax_xent" + self.dtype.name not in self._kernels:
+            ctype = "float" if self.dtype == np.float32 else "double"
+            self._kernels["softmax_xent" + self.dtype.name] = cp.RawKernel(f"typedef {ctype} T;\n" + _SOFTMAX_XENT, "netcore_softmax_xent")
+        kernel = self._kernels["softmax_xent" + self.dtype.name]
+        z, y = cp.ascontiguousarray(z), cp.ascontiguousarray(y)
+        n, k = z.shape
+        delta = cp.empty_like(z)
+        rows = cp.empty(n, cp.float64)
+        kernel(((n + 255) // 256,), (256,), (z, y, delta, rows, cp.int64(n), cp.int32(k)))
+        return (rows.sum() / n).astype(self.dtype), delta
+
+    def sgd_update(self, param: Any, grad: Any, lr: float) -> None:
+        self._elementwise("sgd", "T g, T lr", "T p", "p -= lr * g")(grad, param.dtype.type(lr), param)
+
+    def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float) -> None:
+        t = param.dtype.type
+        kernel = self._elementwise(
+            "adam", "T g, T lr, T b1, T b2, T eps", "T p, T m, T v",
+            "m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * g * g; p -= lr * m / (sqrt(v) + eps)",
+        )
+        kernel(grad, t(lr), t(beta1), t(beta2), t(eps), param, m, v)
+
+    def capture(self, step) -> tuple[Any, Any]:
+        """Run ``step`` once, then record its kernels as a CUDA graph: ``(first result, replay)``.
+
+        ``replay()`` relaunches the whole recorded step with one call and returns the arrays the
+        recording produced (overwritten in place each time). The recording allocates from a
+        private memory pool that nothing else uses, so the addresses baked into the graph stay
+        valid. The step must not read anything back to the host.
+        """
+        cp = self.xp
+        stream = cp.cuda.Stream(non_blocking=True)
+        pool = cp.cuda.MemoryPool()
+        with cp.cuda.using_allocator(pool.malloc), stream:
+            first = step()  # a real step: compiles kernels and fills the private pool
+            stream.synchronize()
+            stream.begin_capture()
+            try:
+                recorded = step()
+            finally:
+                graph = stream.end_capture()
+
+        def replay():
+            graph.launch(stream)
+            return recorded
+
+        replay.keep_alive = (pool, stream, graph)
+        return first, replay
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         z = self.matmul_nt(a, w)

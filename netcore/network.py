@@ -45,10 +45,9 @@ def forward(ops: Backend, layers: Layers, X: Any, activation: str) -> tuple[list
     return A, ops.linear(A[-1], W, b)
 
 
-def backward(ops: Backend, layers: Layers, A: list[Any], P: Any, Y: Any, activation: str) -> Layers:
-    """``[(dW¹, db¹) .. (dWᴸ, dbᴸ)]``: the gradient of the mean cross-entropy."""
+def backward(ops: Backend, layers: Layers, A: list[Any], dZ: Any, activation: str) -> Layers:
+    """``[(dW¹, db¹) .. (dWᴸ, dbᴸ)]``: the gradient of the mean cross-entropy, from ``dZᴸ = P - Y``."""
     m = len(A[0])
-    dZ = ops.softmax_cross_entropy_delta(P, Y)
     grads = []
     for l in reversed(range(len(layers))):
         W, _ = layers[l]
@@ -61,7 +60,8 @@ def backward(ops: Backend, layers: Layers, A: list[Any], P: Any, Y: Any, activat
 def generic_loss_and_gradients(ops: Backend, layers: Layers, X: Any, Y: Any, activation: str) -> tuple[Any, Layers, Any]:
     """``(loss, grads, logits)`` op by op: the single source of truth that fused ops are held to."""
     A, Z = forward(ops, layers, X, activation)
-    return ops.cross_entropy(Z, Y), backward(ops, layers, A, ops.softmax(Z), Y, activation), Z
+    loss, dZ = ops.softmax_cross_entropy(Z, Y)
+    return loss, backward(ops, layers, A, dZ, activation), Z
 
 
 INITS = ("tutorial", "glorot")

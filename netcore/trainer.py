@@ -75,6 +75,8 @@ class Trainer:
     l2 : L2 penalty ``alpha``: adds ``alpha/2 * sum(W**2) / batch`` to the loss, as scikit-learn does.
     shuffle : draw a new sample order every epoch (mini-batch only).
     seed : seeds the shuffling, so runs are reproducible.
+    graph : replay each full-batch step as one recorded CUDA graph (cupy backend; plain SGD or
+        momentum, full batch, no L2): one launch per epoch instead of dozens.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Trainer:
         l2: float = 0.0,
         shuffle: bool = True,
         seed: int | None = None,
+        graph: bool = False,
     ) -> None:
         self.net = net
         self.optimizer = get_optimizer(optimizer, **({} if lr is None else {"lr": lr}))
@@ -100,6 +103,19 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self._last_good: list | None = None  # parameters last seen to give a finite loss
+        self.graph, self._replay = bool(graph), None
+        if self.graph:
+            reasons = []
+            if not hasattr(net.backend, "capture"):
+                reasons.append(f"the {net.backend.name} backend cannot record CUDA graphs (use cupy)")
+            if self.batch_size is not None:
+                reasons.append("it replays full-batch steps only (batch_size=None)")
+            if not isinstance(self.optimizer, SGD):
+                reasons.append("Adam's step size changes every step, which a recording would freeze (use sgd)")
+            if self.l2:
+                reasons.append("the L2 penalty reads its value back every step (use l2=0)")
+            if reasons:
+                raise ValueError("graph=True is not possible here: " + "; ".join(reasons))
 
     # -- the loop -----------------------------------------------------------------------
     def fit(
@@ -153,7 +169,11 @@ class Trainer:
         start = time.perf_counter()
         total_loss, correct = 0.0, 0
         for i, rows in enumerate(batches):
-            loss, grads, Z = net.loss_and_gradients(data.X, data.Y, rows)
+            if self.graph:
+                loss, Z = self._graph_step(data, lr)
+                grads = None
+            else:
+                loss, grads, Z = net.loss_and_gradients(data.X, data.Y, rows)
             loss = ops.to_float(loss)
             m = n if rows is None else len(rows)
             if self.l2:
@@ -162,7 +182,8 @@ class Trainer:
                 self._diverged(loss, lr, i, len(batches))
             if i == 0:
                 self._last_good = start_params  # these parameters gave a finite loss
-            self.optimizer.update(ops, net.layers, grads, lr)
+            if grads is not None:
+                self.optimizer.update(ops, net.layers, grads, lr)
             total_loss += loss * m
             labels = data.labels if rows is None else data.labels[rows]
             correct += int(np.sum(ops.argmax_rows(Z) == labels))
@@ -172,6 +193,23 @@ class Trainer:
             val_loss, val_acc = self._evaluate(val)
             log = EpochLog(**{**asdict(log), "val_loss": val_loss, "val_accuracy": val_acc})
         return log
+
+    def _graph_step(self, data: Batch, lr: float) -> tuple[Any, Any]:
+        """One full-batch step from the recorded graph; recorded again when the rate, the data or
+        the parameter arrays change. Returns the loss and logits before the update."""
+        net, ops = self.net, self.net.backend
+        key = (lr, id(data.X), tuple(id(W) for W, _ in net.layers))
+        if self._replay is not None and self._replay[0] == key:
+            return self._replay[1]()
+
+        def step():
+            loss, grads, Z = net.loss_and_gradients(data.X, data.Y)
+            self.optimizer.update(ops, net.layers, grads, lr)
+            return loss, Z
+
+        first, replay = ops.capture(step)
+        self._replay = (key, replay)
+        return first
 
     def _l2_penalty(self, grads: list, m: int) -> float:
         """Add ``alpha/m * W`` to each weight gradient; return ``alpha/(2m) * sum(W**2)``."""

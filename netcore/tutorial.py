@@ -120,7 +120,8 @@ def backward_propagation(X: Any, Y: Any, parameters: dict[str, Any], cache: dict
     X = _columns(ops, X, np.shape(parameters["W1"])[1])
     A = [X] + [ops.asarray(np.asarray(cache[f"A{l}"]).T) for l in range(1, L)]
     Yb = _one_hot_rows(ops, Y, len(X), np.shape(parameters[f"W{L}"])[0])
-    grads = backward(ops, layers, A, ops.asarray(np.asarray(cache[f"A{L}"]).T), Yb, ACTIVATION)
+    dZ = ops.softmax_cross_entropy_delta(ops.asarray(np.asarray(cache[f"A{L}"]).T), Yb)  # dZᴸ = A_L - Y
+    grads = backward(ops, layers, A, dZ, ACTIVATION)
     out: dict[str, np.ndarray] = {}
     for l, (dW, db) in enumerate(grads, start=1):
         out[f"dW{l}"], out[f"db{l}"] = ops.to_numpy(dW), ops.to_numpy(db).reshape(-1, 1)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import shutil
+
+# Without a GPU, Numba's CUDA simulator runs the numba-cuda backend's kernels in Python, so their
+# logic is tested everywhere (test_numba_cuda.py). It must be chosen before numba.cuda is imported.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and shutil.which("nvidia-smi") is None:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+SIMULATED_CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+import numpy as np  # noqa: E402
 import pytest
 
-import backends
+import backends  # noqa: E402
 
-ALL = list(backends.BACKENDS)
+# The simulator runs a kernel per Python thread: too slow for every test, so the simulated
+# numba-cuda backend gets its own small tests instead of joining all of them.
+ALL = [name for name in backends.BACKENDS if not (SIMULATED_CUDA and name == "numba-cuda")]
 
 
 def backend_params(names=ALL):

@@ -17,7 +17,7 @@ from .conftest import backend_params
 def test_info_lists_every_backend_and_the_pick(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    for name in ("numpy", "numba", "cupy", "python"):
+    for name in ("numpy", "numba", "cupy", "python", "numba-cuda"):
         assert f"  {name} " in out
     assert "selected: " in out and "auto" in out
 
@@ -47,7 +47,7 @@ def test_train_options_and_idx_folder(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,env,message",
     [
-        (["train"], {"NETCORE_BACKEND": "nonsense"}, "unknown backend 'nonsense'; valid names are: numpy, numba, cupy, python, auto."),
+        (["train"], {"NETCORE_BACKEND": "nonsense"}, "unknown backend 'nonsense'; valid names are: numpy, numba, cupy, python, numba-cuda, auto."),
         (["train", "--backend", "numpy", "--data", "/nonexistent"], {}, "data folder /nonexistent does not exist"),
         (["evaluate", "--model", "/nonexistent.npz", "--dataset", "digits"], {}, "checkpoint /nonexistent.npz does not exist"),
     ],

@@ -26,7 +26,7 @@ def only(monkeypatch):
 
 def test_available_lists_every_backend_with_a_reason_when_unavailable():
     status = backends.available()
-    assert set(status) == {"numpy", "numba", "cupy", "python"}
+    assert set(status) == {"numpy", "numba", "cupy", "python", "numba-cuda"}
     assert status["numpy"].ok and status["python"].ok
     for s in status.values():
         assert s.ok == (s.reason == "")
@@ -153,7 +153,7 @@ def test_unknown_name_lists_valid_names_with_a_suggestion(monkeypatch, name, sug
                 monkeypatch.setenv("NETCORE_BACKEND", name)
                 get_backend()
         msg = str(err.value)
-        assert f"unknown backend {name!r}; valid names are: numpy, numba, cupy, python, auto." in msg
+        assert f"unknown backend {name!r}; valid names are: numpy, numba, cupy, python, numba-cuda, auto." in msg
         assert (f"Did you mean {suggestion!r}?" in msg) == (suggestion is not None)
 
 

@@ -210,3 +210,8 @@ def test_step_schedule_and_history_fields(rng):
     X, y = separable(rng)
     history = Trainer(MLP([6, 3], backend="numpy"), schedule=StepLR(1.0, drop_at=2)).fit(X, y, 4)
     assert history["lr"] == [1.0, 1.0, 0.1, 0.1] and history.history["seconds"][0] > 0
+
+
+def test_graph_on_a_cpu_backend_is_refused():
+    with pytest.raises(ValueError, match="the numpy backend cannot record CUDA graphs"):
+        Trainer(MLP([4, 3], backend="numpy"), graph=True)
