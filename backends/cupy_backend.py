@@ -19,11 +19,12 @@ INSTALL_HINT = (
     "or 'netcore[cuda13]' (cupy-cuda13x); `nvidia-smi` shows the highest CUDA version the driver supports"
 )
 
-# Elementwise bodies, one per activation; ``a = g(z + b)`` and ``g *= g'(z)`` written with a = g(z).
+# Elementwise bodies, one per activation: ``z = g(z + b)`` in place (z is the kernel's output, read
+# and written; b broadcasts over the rows) and ``g *= g'(z)`` written with the layer output a = g(z).
 _FORWARD = {
-    "tanh": "a = tanh(z + b)",
-    "relu": "T v = z + b; a = v > (T)0 ? v : (T)0",
-    "sigmoid": "a = (T)1 / ((T)1 + exp(-(z + b)))",
+    "tanh": "z = tanh(z + b)",
+    "relu": "T v = z + b; z = v > (T)0 ? v : (T)0",
+    "sigmoid": "z = (T)1 / ((T)1 + exp(-(z + b)))",
 }
 _BACKWARD = {
     "tanh": "g = g * ((T)1 - a * a)",
@@ -200,9 +201,11 @@ class CupyBackend(Backend):
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         z = self.matmul_nt(a, w)
-        kernel = self._kernel(self._forward, _FORWARD, kind, "T z, T b", "T a")
-        return kernel(z, b, z)  # bias + activation in one pass, in place; b broadcasts over rows
+        kernel = self._kernel(self._forward, _FORWARD, kind, "T b", "T z")
+        kernel(b, z)  # bias + activation in one pass, in place
+        return z
 
     def activation_backward(self, a: Any, grad: Any, kind: str) -> Any:
         kernel = self._kernel(self._backward, _BACKWARD, kind, "T a", "T g")
-        return kernel(a, grad)  # g is read and written in place
+        kernel(a, grad)  # g is read and written in place
+        return grad
