@@ -87,6 +87,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint written by --save")
     train.add_argument("--plot", metavar="FILE.png", help="write the loss and accuracy curves, training and validation")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
+    cluster = train.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=_positive_int, help="train data-parallel on a new local Dask cluster of N single-threaded workers")
+    cluster.add_argument("--scheduler", metavar="tcp://HOST:8786", help="train data-parallel on an existing Dask cluster")
 
 
 def _positive_int(text: str) -> int:
@@ -121,6 +124,8 @@ class _EpochLines:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.workers or args.scheduler:
+        return cmd_train_distributed(args)
     backends.get_backend(args.backend, args.dtype)  # an unknown or unavailable backend fails before any data is loaded
     data = load_data(args.dataset, args.data, args.validation)
     (X, y), (X_test, y_test) = data.train, data.test
@@ -188,4 +193,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("      " + "".join(f"{c:>{width}}" for c in labels))
     for c in labels:
         print(f"{c:>5} " + "".join(f"{v:>{width}}" for v in matrix[c]))
+    return 0
+
+
+def cmd_train_distributed(args: argparse.Namespace) -> int:
+    """Full-batch (or synchronous mini-batch) training on Dask workers that read their own rows."""
+    from pathlib import Path
+
+    from .datasets import dataset_folder, find_split, read_idx
+    from .distributed import DistributedTrainer, connect, idx_partitions
+
+    if args.save or args.resume or args.plot:
+        raise ValueError("--save, --resume and --plot are not available with --workers / --scheduler yet")
+    if args.backend:
+        backends.get_backend(args.backend, args.dtype)  # the name is checked here; the workers pick their own device
+    folder = Path(args.data) if args.data else (dataset_folder(args.dataset) if args.dataset not in (None, "digits") else None)
+    if folder is None:
+        raise ValueError("distributed training reads IDX files on the workers: give --data DIR or --dataset mnist|fashion-mnist")
+    images, labels = find_split(folder, "train", "images"), find_split(folder, "train", "labels")
+    if images is None or labels is None:
+        raise FileNotFoundError(f"{folder} has no train-images / train-labels files for the workers to read")
+    client = connect(args.scheduler, args.workers)
+    try:
+        n_workers = len(client.scheduler_info()["workers"])
+        parts = idx_partitions(str(images), str(labels), n_workers)
+        test_images, test_labels = find_split(folder, "t10k", "images"), find_split(folder, "t10k", "labels")
+        n_classes = 10
+        net = MLP([784, *args.hidden, n_classes], args.activation, backend="numpy", dtype=args.dtype, seed=args.seed)
+        lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+        drop = args.lr_drop_at if args.lr_drop_at is not None else (75 if args.optimizer == "sgd" and args.batch_size is None else 0)
+        trainer = DistributedTrainer(net, client, parts, args.optimizer, lr=lr, batch_size=args.batch_size,
+                                     schedule=StepLR(lr, drop) if drop else None, seed=args.seed, worker_backend=args.backend)
+        where = args.scheduler or f"a local cluster of {n_workers} single-threaded workers"
+        print(f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {args.backend or 'auto'}")
+        print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, lr {lr:g}, "
+              + ("full batch" if args.batch_size is None else f"batches of {args.batch_size}") + f", {trainer.n} samples")
+        width = len(str(args.epochs))
+
+        class Lines:
+            def on_epoch_end(self, t, e):
+                print(f"epoch {e.epoch:>{width}}/{args.epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}  "
+                      f"{e.seconds * 1e3:8.1f} ms (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)", flush=True)
+
+        trainer.fit(args.epochs, callbacks=[Lines()])
+        if test_images is not None and test_labels is not None:
+            X_test, y_test = read_idx(test_images), read_idx(test_labels)
+            print(f"test accuracy {net.accuracy(X_test.reshape(len(X_test), -1), y_test):.4f} ({len(X_test)} samples)")
+    except KeyboardInterrupt:
+        print("netcore: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and args.workers:
+            cluster.close()
     return 0

@@ -75,7 +75,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
 
 
-def _find(folder: Path, split: str, kind: str) -> Path | None:
+def find_split(folder: Path, split: str, kind: str) -> Path | None:
     """``train-images-idx3-ubyte``, ``.gz``, or the ``train-images.idx3-ubyte`` spelling."""
     ndim = 3 if kind == "images" else 1
     for stem in (f"{split}-{kind}-idx{ndim}-ubyte", f"{split}-{kind}.idx{ndim}-ubyte"):
@@ -104,7 +104,7 @@ def load_idx_folder(folder: str | os.PathLike) -> tuple[Split | None, Split | No
         raise FileNotFoundError(f"data folder {folder} does not exist")
     splits = []
     for split in ("train", "t10k"):
-        images, labels = _find(folder, split, "images"), _find(folder, split, "labels")
+        images, labels = find_split(folder, split, "images"), find_split(folder, split, "labels")
         if (images is None) != (labels is None):
             have, lack = (images, "labels") if labels is None else (labels, "images")
             raise FileNotFoundError(f"{folder}: found {have.name} but no {split} {lack} file next to it")
@@ -243,6 +243,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download_
     cache (unless ``download_if_missing`` is False). Offline, fails within ``timeout`` seconds
     per mirror with a message that says where to put the files.
     """
+    return load_idx_folder(dataset_folder(name, data_dir, download_if_missing, timeout))
+
+
+def dataset_folder(name: str, data_dir: str | os.PathLike | None = None, download_if_missing: bool = True, timeout: float = 10.0) -> Path:
+    """The folder holding a dataset's four files, found in :func:`search_path` order or downloaded."""
     if name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SOURCES)}")
     places = search_path(name, data_dir)
@@ -256,8 +261,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download_
             folder = download(name, timeout)
         except DatasetUnavailableError as exc:
             raise DatasetUnavailableError(f"{name} is not on disk and {exc}. To use it offline, {hint}") from None
-    train, test = load_idx_folder(folder)
-    return train, test
+    return folder
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> tuple[Split, Split]:
