@@ -51,6 +51,13 @@ def kernels(dtype_name: str) -> SimpleNamespace:
             return 1.0 if a > 0 else 0.0
         return a * (1 - a)
 
+    @cuda.jit(device=True)
+    def row_max(z, r):
+        top = z[r, 0]
+        for j in range(1, z.shape[1]):
+            top = max(top, z[r, j])
+        return top
+
     @cuda.jit
     def gemm(A, B, C, trans_a, trans_b):
         """C = op(A) @ op(B), op = transpose when the flag is set; tiles of A and B go through
@@ -108,9 +115,7 @@ def kernels(dtype_name: str) -> SimpleNamespace:
         """One thread per row: max-shifted exponentials, normalised."""
         r = cuda.grid(1)
         if r < z.shape[0]:
-            top = z[r, 0]
-            for j in range(1, z.shape[1]):
-                top = max(top, z[r, j])
+            top = row_max(z, r)
             total = 0.0
             for j in range(z.shape[1]):
                 e = math.exp(z[r, j] - top)
@@ -124,9 +129,7 @@ def kernels(dtype_name: str) -> SimpleNamespace:
         """out[r] = -sum_j y[r, j] * log_softmax(z)[r, j]."""
         r = cuda.grid(1)
         if r < z.shape[0]:
-            top = z[r, 0]
-            for j in range(1, z.shape[1]):
-                top = max(top, z[r, j])
+            top = row_max(z, r)
             total = 0.0
             for j in range(z.shape[1]):
                 total += math.exp(z[r, j] - top)

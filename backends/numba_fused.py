@@ -20,7 +20,7 @@ small enough for it to vectorise.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from .numba_kernels import RELU, TANH, _dg
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -157,8 +157,7 @@ class Trainer:
         net, ops = self.net, self.net.backend
         n = len(data.labels)
         lr = self.current_lr()
-        full = self.batch_size is None or self.batch_size >= n
-        if full:
+        if self.batch_size is None or self.batch_size >= n:
             batches = [None]
         else:
             order = self.rng.permutation(n) if self.shuffle else np.arange(n)
@@ -191,7 +190,7 @@ class Trainer:
         log = EpochLog(self.epoch + 1, total_loss / n, correct / n, seconds, lr)
         if val is not None:
             val_loss, val_acc = self._evaluate(val)
-            log = EpochLog(**{**asdict(log), "val_loss": val_loss, "val_accuracy": val_acc})
+            log = replace(log, val_loss=val_loss, val_accuracy=val_acc)
         return log
 
     def _graph_step(self, data: Batch, lr: float) -> tuple[Any, Any]:

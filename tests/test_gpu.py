@@ -32,6 +32,7 @@ def test_graph_replay_equals_the_uncaptured_path(name, rng, momentum):
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
     for (W, b), (V, c) in zip(p1, p0):
         np.testing.assert_allclose(W, V, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b, c, rtol=1e-12, atol=1e-14)
 
 
 def test_a_step_never_synchronises_with_the_host(name, rng):
