@@ -70,9 +70,9 @@ def cmd_info() -> int:
     for name, status in backends.available().items():
         if status.ok:
             details = ", ".join(f"{k} {v}" for k, v in backends.get_backend(name).describe().items())
-            print(f"  {name:<7} available    {details}")
+            print(f"  {name:<10} available    {details}")
         else:
-            print(f"  {name:<7} unavailable  {status.reason}")
+            print(f"  {name:<10} unavailable  {status.reason}")
     selection = backends.resolve()
     print(f"selected: {selection.name} ({selection.why})")
     return 0
