@@ -121,7 +121,11 @@ class NumbaBackend(Backend):
         return X * self._scale_of(X)
 
     def fused_loss_and_gradients(self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None = None) -> tuple:
-        """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`."""
+        """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`.
+
+        The gradients and logits live in buffers reused by the next call of the same shape (so a
+        mini-batch step allocates nothing): use them, or copy them, before calling again.
+        """
         import numba
 
         f = self.f
@@ -132,13 +136,22 @@ class NumbaBackend(Backend):
         chunk = max(8, min(CHUNK_BYTES // (X.shape[1] * self.dtype.itemsize), -(-per_thread // 8) * 8) // 8 * 8)
         key = (threads, sizes, chunk)
         if key not in self._workspaces:
-            self._workspaces[key] = f.workspace(threads, sizes, chunk, self.dtype)
-        params = np.concatenate([p.reshape(-1) for layer in layers for p in layer])
-        loss, flat, Z = self._first_call_notice(
+            n_params = sum(W.size + b.size for W, b in layers)
+            buffers = {"params": np.empty(n_params, self.dtype), "grad": np.empty(n_params, self.dtype)}
+            self._workspaces[key] = (f.workspace(threads, sizes, chunk, self.dtype), buffers, {})
+        scratch, buffers, logits_by_n = self._workspaces[key]
+        np.concatenate([p.reshape(-1) for layer in layers for p in layer], out=buffers["params"])
+        if len(rows) not in logits_by_n:
+            if len(logits_by_n) >= 4:  # a few batch sizes recur (full, batch_size, the last partial batch)
+                logits_by_n.clear()
+            logits_by_n[len(rows)] = np.empty((len(rows), sizes[-1]), self.dtype)
+        Z = logits_by_n[len(rows)]
+        flat = buffers["grad"]
+        loss = self._first_call_notice(
             X.dtype.name,
             f.loss_and_gradients,
-            X, rows, self._scale_of(X), Y, params, np.array(sizes, dtype=np.int64), self._kind(activation),
-            self.dtype == np.float32, chunk, *self._workspaces[key],
+            X, rows, self._scale_of(X), Y, buffers["params"], np.array(sizes, dtype=np.int64), self._kind(activation),
+            self.dtype == np.float32, chunk, *scratch, flat, Z,
         )
         grads, pos = [], 0
         for W, b in layers:

@@ -270,12 +270,14 @@ def _rows(flat, start, n_rows, width):
 
 
 @njit(parallel=True, **OPTS)
-def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM):
+def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logits):
     """Mean cross-entropy, its gradient (flat, laid out like ``params``) and the logits, in one pass.
 
     The batch is ``X[rows]`` (gathered chunk by chunk, so a shuffled mini-batch needs no copy);
     ``sizes`` is ``[d, h1, ..., k]``; hidden layers use activation ``kind``; ``fast`` selects the
-    vectorisable float32 tanh and exp. ``XC, G, ACT, DZ, SM`` come from :func:`workspace`.
+    vectorisable float32 tanh and exp. ``XC, G, ACT, DZ, SM`` come from :func:`workspace`; the
+    gradient goes to ``grad`` and the logits to ``logits`` (``(n, k)``): buffers the caller reuses,
+    so a mini-batch step allocates nothing of the size of the parameters or the batch.
 
     Within a chunk the inputs are sample-major (rows of 784 pixels, for the big first-layer
     products) and everything after them feature-major (``(width, chunk)``), so the small layers,
@@ -291,7 +293,6 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0], n_chunks)
     losses = np.zeros(threads)
-    logits = np.empty((n, k), dtype=params.dtype)
 
     for t in prange(threads):
         xc, g, act, sm = XC[t], G[t], ACT[t], SM[t]
@@ -361,8 +362,8 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
                     backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, below)
         losses[t] = loss
 
-    grad = G[0, :n_params].copy()
+    grad[:] = G[0, :n_params]
     for t in range(1, threads):
         grad += G[t]
     grad *= 1 / n
-    return losses.sum() / n, grad, logits
+    return losses.sum() / n

@@ -212,7 +212,8 @@ class MLP:
         """``(loss, grads, logits)`` for prepared data (the rows ``rows`` of it if given).
 
         The backend's fused op runs the whole batch where it has one; otherwise the generic
-        forward/backward does. The loss stays a backend scalar.
+        forward/backward does. The loss stays a backend scalar. A fused op may reuse its output
+        buffers on the next call: consume (or copy) the results first.
         """
         ops = self.backend
         fused = ops.fused_loss_and_gradients(self.layers, X, Y, self.activation, rows)
@@ -254,7 +255,7 @@ class MLP:
         """``[(dW¹, db¹), ...]`` of the mean loss, as NumPy arrays."""
         batch = self.prepare(X, y)
         _, grads, _ = self.loss_and_gradients(batch.X, batch.Y)
-        return [(self.backend.to_numpy(dW), self.backend.to_numpy(db)) for dW, db in grads]
+        return [(np.array(self.backend.to_numpy(dW)), np.array(self.backend.to_numpy(db))) for dW, db in grads]  # copies
 
     def step(self, X: Any, y: Any, lr: float) -> float:
         """One gradient-descent step on ``(X, y)``; returns the loss before the step."""
