@@ -235,7 +235,8 @@ def cmd_train_distributed(args: argparse.Namespace) -> int:
                 print(f"epoch {e.epoch:>{width}}/{args.epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}  "
                       f"{e.seconds * 1e3:8.1f} ms (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)", flush=True)
 
-        trainer.fit(args.epochs, callbacks=[Lines()])
+        with trainer:
+            trainer.fit(args.epochs, callbacks=[Lines()])
         if test_images is not None and test_labels is not None:
             X_test, y_test = read_idx(test_images), read_idx(test_labels)
             print(f"test accuracy {net.accuracy(X_test.reshape(len(X_test), -1), y_test):.4f} ({len(X_test)} samples)")

@@ -133,6 +133,14 @@ def _partition_gradient(part: tuple[np.ndarray, np.ndarray], key: str, config: d
     }
 
 
+def _forget(keys: list[str]) -> int:
+    """Drop a finished trainer's prepared partitions from this worker's cache."""
+    stale = [k for k in _WORKER_STATE if isinstance(k, tuple) and k[0] in keys]
+    for k in stale:
+        del _WORKER_STATE[k]
+    return len(stale)
+
+
 def _add(a: dict, b: dict) -> dict:
     """One node of the reduction tree."""
     return {
@@ -204,6 +212,22 @@ class DistributedTrainer:
         self.sizes = np.asarray(sizes)
         self.n = int(self.sizes.sum())
         self.comm_seconds: list[float] = []
+
+    def close(self) -> None:
+        """Release the partitions on the workers (the data and the prepared copies)."""
+        try:
+            self.client.run(_forget, self.keys)
+        except (OSError, TimeoutError):  # a worker already gone has nothing left to release
+            pass
+        for future in self.parts:
+            future.release()
+        self.parts = []
+
+    def __enter__(self) -> DistributedTrainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def _step(self, rows_per_part: list | None, attempts: int = 3) -> dict:
         """One synchronous step, tried again if a worker is lost under it: the step changes nothing

@@ -56,8 +56,15 @@ def test_matches_one_process_with_workers_reading_npy_shards(client, data, tmp_p
     X, y = data
     xp, yp = shard_to_npy(X, y, str(tmp_path))
     net = MLP(SIZES, backend="numpy", dtype="float64", seed=1)
-    trainer = DistributedTrainer(net, client, npy_partitions(xp, yp, 3), SGD(0.5), batch_size=batch_size, seed=3)
-    history = trainer.fit(4)
+    with DistributedTrainer(net, client, npy_partitions(xp, yp, 3), SGD(0.5), batch_size=batch_size, seed=3) as trainer:
+        history = trainer.fit(4)
+
+    def cached_partitions():  # runs on each worker (a nested function travels by value)
+        from netcore.distributed import _WORKER_STATE
+
+        return sum(isinstance(k, tuple) and str(k[0]).startswith("netcore-part") for k in _WORKER_STATE)
+
+    assert set(client.run(cached_partitions).values()) == {0}  # close() released the prepared copies
     reference = single_process(X, y, 4, batch_size)
     assert_same(net, reference)
     assert len(history) == 4 and len(trainer.comm_seconds) == 4
