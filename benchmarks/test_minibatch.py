@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from netcore import MLP
-from netcore.datasets import load_idx_folder
+from netcore.cli_train import load_data
 from netcore.optim import Adam
 from netcore.report import epoch_flop
 from netcore.trainer import train_minibatch
@@ -31,11 +31,8 @@ def _split(settings: Settings):
     if settings.data is None:
         rng = np.random.default_rng(1)
         return rng.integers(0, 256, (settings.samples, 784), dtype=np.uint8), rng.integers(0, 10, settings.samples), None, None
-    train, test = load_idx_folder(settings.data)
-    if train is None or test is None:  # one split on disk: hold out its last sixth
-        X, y = train or test
-        cut = len(X) - len(X) // 6
-        train, test = (X[:cut], y[:cut]), (X[cut:], y[cut:])
+    data = load_data(None, settings.data, validation=0.0)  # one split on disk: its last sixth is the test set
+    train, test = data.train, data.test
     n = min(settings.samples, len(train[0]))
     return train[0][:n], train[1][:n], test[0], test[1]
 

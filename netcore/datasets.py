@@ -31,9 +31,12 @@ class IDXFormatError(ValueError):
     """A file is not valid IDX (bad magic, truncated, or inconsistent sizes); the message names it."""
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _read_bytes(path: Path) -> bytes:
     raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
+    if raw[:2] != GZIP_MAGIC:
         return raw
     try:
         return gzip.decompress(raw)
@@ -41,20 +44,39 @@ def _read_bytes(path: Path) -> bytes:
         raise IDXFormatError(f"{path}: corrupt or truncated gzip data ({exc})") from None
 
 
+def open_idx(path: str | os.PathLike):
+    """A binary file object over an IDX file's (decompressed) bytes, gzipped or not."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _parse_header(head: bytes, path: Path | str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """``(dtype, shape, header length)`` from the first bytes of an IDX file."""
+    if len(head) < 4:
+        raise IDXFormatError(f"{path}: {len(head)} bytes is too short for an IDX header")
+    zero, code, ndim = struct.unpack(">HBB", head[:4])
+    if zero != 0 or code not in IDX_TYPES or ndim == 0:
+        raise IDXFormatError(f"{path}: bad IDX magic number 0x{head[:4].hex()} (expected 0x0000, a type code and a dimension count)")
+    header = 4 + 4 * ndim
+    if len(head) < header:
+        raise IDXFormatError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, the file has {len(head)}")
+    return np.dtype(IDX_TYPES[code]), struct.unpack(f">{ndim}I", head[4:header]), header
+
+
+def read_idx_header(fh, path: Path | str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Read just the header from an open IDX file (see :func:`open_idx`), leaving it after the header."""
+    head = fh.read(4)
+    if len(head) == 4:
+        head += fh.read(4 * head[3])
+    return _parse_header(head, path)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a native-endian NumPy array."""
     path = Path(path)
     data = _read_bytes(path)
-    if len(data) < 4:
-        raise IDXFormatError(f"{path}: {len(data)} bytes is too short for an IDX header")
-    zero, code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or code not in IDX_TYPES or ndim == 0:
-        raise IDXFormatError(f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000, a type code and a dimension count)")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise IDXFormatError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, the file has {len(data)}")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
-    dtype = np.dtype(IDX_TYPES[code])
+    dtype, shape, header = _parse_header(data, path)
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(data) - header
     if found != expected:

@@ -13,10 +13,8 @@ dies, Dask runs the recipe again on another worker and training continues.
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import IDX_TYPES
+from .datasets import IDXFormatError, open_idx, read_idx_header
 from .network import MLP
 from .optim import Optimizer, get_optimizer
 from .trainer import EpochLog, History
@@ -60,31 +58,21 @@ class NpyRows:
         return np.ascontiguousarray(X.reshape(len(X), -1)), np.asarray(y)
 
 
-def _idx_header(fh) -> tuple[np.dtype, tuple[int, ...], int]:
-    zero, code, ndim = struct.unpack(">HBB", fh.read(4))
-    if zero != 0 or code not in IDX_TYPES:
-        raise ValueError(f"{fh.name}: not an IDX file")
-    shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
-    return np.dtype(IDX_TYPES[code]), shape, 4 + 4 * ndim
-
-
 def _idx_rows(path: str, start: int, stop: int) -> np.ndarray:
-    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
-    with opener(path, "rb") as fh:
-        dtype, shape, header = _idx_header(fh)
+    with open_idx(path) as fh:
+        dtype, shape, header = read_idx_header(fh, path)
         row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         fh.seek(header + start * row)  # gzip seeks forward by decompressing, never holding the prefix
         data = fh.read((stop - start) * row)
     if len(data) != (stop - start) * row:
-        raise ValueError(f"{path}: rows {start}:{stop} run past the end of the file")
+        raise IDXFormatError(f"{path}: rows {start}:{stop} run past the end of the file")
     return np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])).astype(dtype.newbyteorder("="))
 
 
 def idx_partitions(images: str, labels: str, n_parts: int) -> list[IDXRows]:
     """Split a pair of IDX files into ``n_parts`` contiguous row ranges (reads only the headers)."""
-    opener = gzip.open if open(images, "rb").read(2) == b"\x1f\x8b" else open
-    with opener(images, "rb") as fh:
-        n = _idx_header(fh)[1][0]
+    with open_idx(images) as fh:
+        n = read_idx_header(fh, images)[1][0]
     return [IDXRows(str(images), str(labels), start, stop) for start, stop in _ranges(n, n_parts)]
 
 
