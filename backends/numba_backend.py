@@ -137,14 +137,14 @@ class NumbaBackend(Backend):
         key = (threads, sizes, chunk)
         if key not in self._workspaces:
             n_params = sum(W.size + b.size for W, b in layers)
-            buffers = {"params": np.empty(n_params, self.dtype), "grad": np.empty(n_params, self.dtype)}
+            buffers = {"params": f.aligned_empty(n_params, self.dtype), "grad": f.aligned_empty(n_params, self.dtype)}
             self._workspaces[key] = (f.workspace(threads, sizes, chunk, self.dtype), buffers, {})
         scratch, buffers, logits_by_n = self._workspaces[key]
         np.concatenate([p.reshape(-1) for layer in layers for p in layer], out=buffers["params"])
         if len(rows) not in logits_by_n:
             if len(logits_by_n) >= 4:  # a few batch sizes recur (full, batch_size, the last partial batch)
                 logits_by_n.clear()
-            logits_by_n[len(rows)] = np.empty((len(rows), sizes[-1]), self.dtype)
+            logits_by_n[len(rows)] = f.aligned_empty((len(rows), sizes[-1]), self.dtype)
         Z = logits_by_n[len(rows)]
         flat = buffers["grad"]
         loss = self._first_call_notice(

@@ -25,6 +25,8 @@ if "OMP_WAIT_POLICY" not in os.environ:
 
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
+from numba.extending import overload  # noqa: E402
+from numba.np.numpy_support import as_dtype  # noqa: E402
 
 TANH, RELU, SIGMOID = 0, 1, 2
 KINDS = {"tanh": TANH, "relu": RELU, "sigmoid": SIGMOID}
@@ -53,6 +55,19 @@ def pjit(kernel):
     return call
 
 
+def like(value, x):
+    """``value`` as a constant of ``x``'s type. Numba types a literal ``1`` or ``0.5`` as 64-bit,
+    and ``1 - a`` with a float32 ``a`` then computes in float64: correct, but half the vector width
+    and a slow float64 division where a float32 kernel meant none."""
+    return value
+
+
+@overload(like, inline="always")
+def _like(value, x):
+    scalar = as_dtype(x).type
+    return lambda value, x: scalar(value)
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _g(v, kind):
     """The activation of one value."""
@@ -60,17 +75,18 @@ def _g(v, kind):
         return np.tanh(v)
     if kind == RELU:
         return v if v > 0 else v * 0
-    return 1 / (1 + np.exp(-v))
+    return like(1, v) / (like(1, v) + np.exp(-v))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _dg(a, kind):
     """The activation's derivative, written with its output ``a``."""
+    one = like(1, a)
     if kind == TANH:
-        return 1 - a * a
+        return one - a * a
     if kind == RELU:
-        return a * 0 + (a > 0)
-    return a * (1 - a)
+        return one if a > 0 else a - a
+    return a * (one - a)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -121,7 +137,7 @@ def softmax(z):
             e = np.exp(z[i, j] - top)
             out[i, j] = e
             total += e
-        inv = 1 / total
+        inv = like(1, total) / total
         for j in range(k):
             out[i, j] *= inv
     return out

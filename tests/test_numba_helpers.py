@@ -1,0 +1,78 @@
+"""The small pieces the numba kernels stand on: typed constants, cache-line buffers, the
+serial/parallel twins and the prefetch hint. Each can go wrong silently (a float32 kernel
+computing in float64, a misaligned buffer, a twin that drops writes), so each is pinned here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from numba import njit  # noqa: E402
+
+from backends import numba_fused as fused  # noqa: E402
+from backends import numba_kernels as kernels  # noqa: E402
+
+
+@njit
+def _derivative_and_constants(a):
+    return kernels._dg(a, kernels.TANH), kernels.like(0.5, a) * a, kernels.like(1, a) - a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_constants_take_the_type_of_the_value_they_meet(dtype):
+    """A bare literal would promote float32 arithmetic to float64: slower, and not what the
+    float32 kernels claim to compute."""
+    from numba import from_dtype, types
+
+    out = _derivative_and_constants(dtype(0.25))
+    (signature,) = [s for s in _derivative_and_constants.nopython_signatures if s.args == (from_dtype(np.dtype(dtype)),)]
+    assert signature.return_type == types.UniTuple(from_dtype(np.dtype(dtype)), 3)
+    np.testing.assert_allclose(out, [1 - 0.25**2, 0.125, 0.75])
+
+
+@pytest.mark.parametrize("shape,dtype", [((7,), np.float32), ((3, 5, 11), np.float64), ((2, 784), np.uint8)])
+def test_aligned_buffers_start_on_a_cache_line(shape, dtype):
+    for _ in range(20):  # where NumPy puts an allocation varies; alignment must not
+        a = fused.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % fused.CACHE_LINE == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_workspace_rows_are_padded_to_whole_lines(dtype):
+    threads, sizes, chunk = 2, (13, 7, 5, 3), 8
+    for buffer in fused.workspace(threads, sizes, chunk, dtype):
+        assert buffer.shape[0] == threads
+        assert buffer.ctypes.data % fused.CACHE_LINE == 0
+        assert (buffer[0].nbytes % fused.CACHE_LINE) == 0  # so thread 1's part is aligned too
+    assert fused.padded(13, np.float32) == 16 and fused.padded(16, np.float32) == 16 and fused.padded(9, np.float64) == 16
+
+
+@pytest.mark.parametrize("rows", [5, kernels.PARALLEL_MIN // 4 + 3])
+def test_serial_and_parallel_twins_agree_on_both_sides_of_the_threshold(rows):
+    rng = np.random.default_rng(rows)
+    z = rng.standard_normal((rows, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    results = []
+    for kernel in (kernels.bias_activation.serial, kernels.bias_activation.parallel, kernels.bias_activation):
+        out = z.copy()
+        kernel(out, b, kernels.TANH)
+        results.append(out)
+    np.testing.assert_allclose(results[0], np.tanh(z + b), rtol=1e-6)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_gather_with_prefetch_copies_every_row_in_order():
+    """The prefetch runs a few rows ahead of the copy; the last rows and short batches must
+    still come out whole."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (50, 37), dtype=np.uint8)
+    for n in (1, 3, fused.PREFETCH_AHEAD, 17):
+        rows = rng.permutation(50)[:n].astype(np.int64)
+        out = np.full((n, 40), -1.0, np.float32)
+        fused.gather_rows(X, rows, np.float32(1 / 255), out)
+        np.testing.assert_allclose(out[:, :37], X[rows] / np.float32(255), rtol=1e-6)
+        assert (out[:, 37:] == -1).all()  # padding past the row is left alone
