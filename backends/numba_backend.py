@@ -96,7 +96,8 @@ class NumbaBackend(Backend):
         return a.T @ (self.input_array_float(b) if b.dtype == np.uint8 else b)
 
     def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float) -> None:
-        self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2, eps)
+        t = self.dtype.type  # Python floats would make the kernel compute in float64
+        self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps))
 
     def _first_call_notice(self, input_dtype: str, kernel, *args):
         """Call ``kernel``; on a first call that runs past a second (compiling, not loading from
@@ -193,8 +194,8 @@ class NumbaBackend(Backend):
         return self.k.sum_rows(a)
 
     def scale(self, a: np.ndarray, s: float) -> np.ndarray:
-        self.k.scale(a.reshape(-1), s)
+        self.k.scale(a.reshape(-1), self.dtype.type(s))
         return a
 
     def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        self.k.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
+        self.k.sgd_update(param.reshape(-1), grad.reshape(-1), self.dtype.type(lr))

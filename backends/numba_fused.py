@@ -455,15 +455,17 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
                 for s in range(nr):
                     e[s] = _exp(z[s] - top[s], fast)
                     total[s] += e[s]
-            for s in range(nr):
-                r = rows[r0 + s]
-                log_total = np.log(total[s])
-                inv = like(1, total[s]) / total[s]
-                for j in range(k):
-                    y = Y[r, j]
-                    logits[r0 + s, j] = ZT[j, s]
-                    loss -= y * (ZT[j, s] - top[s] - log_total)
-                    dZT[j, s] = dZT[j, s] * inv - y
+            for s in range(nr):  # top becomes the log-sum-exp, total its reciprocal
+                top[s] += np.log(total[s])
+                total[s] = like(1, total[s]) / total[s]
+            for j in range(k):  # one class at a time, so the loops run along the samples
+                z, e = ZT[j], dZT[j]
+                for s in range(nr):
+                    r = r0 + s
+                    y = Y[rows[r], j]
+                    logits[r, j] = z[s]
+                    loss -= y * (z[s] - top[s])
+                    e[s] = e[s] * total[s] - y
             # backward: dZ ping-pongs between DZ[t, 0] and DZ[t, 1]
             for l in range(L - 1, -1, -1):
                 h, d = sizes[l + 1], sizes[l]

@@ -173,8 +173,8 @@ def sum_rows(a):
 
 
 # The flat kernels below take 1-D views made by the caller (reshape(-1) of a contiguous array):
-# reshaping inside a parallel loop's function once lost writes. They run on one thread: they
-# touch each element once, and for parameter-sized arrays waking the thread pool costs more.
+# reshaping inside a parallel loop's function once lost writes. Their scalars arrive in the
+# arrays' dtype (the backend casts them), so float32 parameters are updated in float32.
 
 
 @jit
@@ -191,19 +191,20 @@ def scale(a, s):
         a[i] *= s
 
 
-@jit
+@pjit
 def sgd_update(p, g, lr):
     """``p -= lr * g`` in place."""
-    for i in range(p.size):
+    for i in prange(p.size):
         p[i] -= lr * g[i]
 
 
-@jit
+@pjit
 def adam_update(p, g, m, v, lr, beta1, beta2, eps):
     """One Adam step in place, all four arrays walked once."""
-    for i in range(p.size):
-        mi = beta1 * m[i] + (1 - beta1) * g[i]
-        vi = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+    one = like(1, beta1)
+    for i in prange(p.size):
+        mi = beta1 * m[i] + (one - beta1) * g[i]
+        vi = beta2 * v[i] + (one - beta2) * g[i] * g[i]
         m[i] = mi
         v[i] = vi
         p[i] -= lr * mi / (np.sqrt(vi) + eps)
