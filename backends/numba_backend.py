@@ -42,7 +42,7 @@ class NumbaBackend(Backend):
         self._kernels = None
         self._fused = None
         self._workspaces: dict[tuple, tuple] = {}
-        self._compiled: set[tuple] = set()
+        self._compiled: set[np.dtype] = set()  # input dtypes whose kernels have run once
 
     @property
     def k(self):
@@ -99,13 +99,12 @@ class NumbaBackend(Backend):
         t = self.dtype.type  # Python floats would make the kernel compute in float64
         self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps))
 
-    def _first_call_notice(self, input_dtype: str, kernel, *args):
+    def _first_call_notice(self, input_dtype: np.dtype, kernel, *args):
         """Call ``kernel``; on a first call that runs past a second (compiling, not loading from
         the cache), say so while it compiles, and how long it took once done."""
-        key = (input_dtype, self.dtype.name)
-        if key in self._compiled:
+        if input_dtype in self._compiled:  # dtype objects, not their names: .name costs microseconds
             return kernel(*args)
-        message = f"numba: compiling the fused kernels for {self.dtype.name} compute on {input_dtype} inputs (once; cached on disk for later runs)..."
+        message = f"numba: compiling the fused kernels for {self.dtype.name} compute on {input_dtype.name} inputs (once; cached on disk for later runs)..."
         timer = threading.Timer(1.0, log.warning, (message,))
         timer.start()
         start = time.perf_counter()
@@ -113,7 +112,7 @@ class NumbaBackend(Backend):
             return kernel(*args)
         finally:
             timer.cancel()
-            self._compiled.add(key)
+            self._compiled.add(input_dtype)
             if time.perf_counter() - start > 1.0:
                 log.warning("numba: fused kernels ready after %.1f s", time.perf_counter() - start)
 
@@ -149,7 +148,7 @@ class NumbaBackend(Backend):
         Z = logits_by_n[len(rows)]
         flat = buffers["grad"]
         loss = self._first_call_notice(
-            X.dtype.name,
+            X.dtype,
             f.loss_and_gradients,
             X, rows, self._scale_of(X), Y, buffers["params"], np.array(sizes, dtype=np.int64), self._kind(activation),
             self.dtype == np.float32, chunk, *scratch, flat, Z,

@@ -487,8 +487,19 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
                     backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, below)
         losses[t] = loss
 
-    grad[:] = G[0, :n_params]
-    for t in range(1, threads):
-        grad += G[t, :n_params]
-    grad *= 1 / n
+    # Sum the threads' gradients and divide by n, each thread taking a slice of the parameters
+    # (a serial sum was a tenth of a 200-sample step with 100 hidden units).
+    inv_n = like(1 / n, grad[0])
+    per_line = CACHE_LINE // grad.itemsize
+    part = -(-n_params // (per_line * threads)) * per_line
+    for p in prange(threads):
+        lo, hi = p * part, min(n_params, (p + 1) * part)
+        out = grad[lo:hi]
+        out[:] = G[0, lo:hi]
+        for t in range(1, threads):
+            src = G[t, lo:hi]
+            for i in range(hi - lo):
+                out[i] += src[i]
+        for i in range(hi - lo):
+            out[i] *= inv_n
     return losses.sum() / n
