@@ -1,20 +1,22 @@
 """The fused batch gradient of the ``numba`` backend, and the tiled products it is built from.
 
-One pass over the samples in chunks small enough to stay in L2 (256 samples of 784 uint8 pixels
-are 200 KB): each chunk runs forward and backward while it is in cache, so X is read from memory
-once per epoch instead of twice. Threads each take every T-th chunk, accumulate their gradients
-in a private buffer, and the buffers are summed at the end.
+One pass over the samples in chunks small enough to stay in L2 (128 images as float32 are
+400 KB of a core's 1 MB): each chunk runs forward and backward while it is in cache, so X is
+read from memory once per epoch instead of twice. Threads each take every T-th chunk, accumulate
+their gradients in a private buffer, and the buffers are summed at the end, in parallel.
 
 Memory layout: X is ``(n, d)`` row-major (uint8, float32 or float64); the parameters travel as
 one flat vector, layer by layer ``W¹ (h1, d), b¹ (h1,), W² (h2, h1), ...``, so one compiled kernel
 serves every depth and width. Each chunk's rows are gathered and converted to floats once (uint8
-scaled by 1/255 on the way), so a shuffled mini-batch needs no copy of X.
+scaled by 1/255 on the way), prefetching a few rows ahead, so a shuffled mini-batch needs no copy
+of X. Every scratch buffer starts on a cache line (NumPy only promises 16 bytes, and a 64-byte
+vector load across two lines costs two).
 
 The first layer's products dominate (784 inputs against 16 outputs). They use register tiles:
 4 samples x 4 neurons of scalar accumulators with the reduction over inputs innermost, which
 LLVM vectorises once ``fastmath`` allows it to reorder the sum. The weight-gradient update walks
-one gradient row per pass, so the loop stores to a single stream and LLVM's aliasing check stays
-small enough for it to vectorise.
+two gradient rows per pass over four samples. Both run at about 100 GFLOP/s a core here, what
+OpenBLAS's sgemm reaches on large matrices on the same core.
 """
 
 from __future__ import annotations
@@ -68,14 +70,16 @@ def _g(v, kind, fast):
 
 @intrinsic
 def _prefetch(typingctx, arr, index):
-    """Ask the CPU to start loading the cache line that holds ``arr[index]`` (a 1-D array)."""
+    """Ask the CPU to start loading the cache line that holds ``arr[index]`` (a 1-D array) into L2."""
 
     def codegen(context, builder, sig, args):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
         ptr = builder.gep(data, [args[1]])
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]), "llvm.prefetch.p0")
-        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # a read, keep in all cache levels, data
+        # A read of data, locality 2 (prefetcht1): into L2 but not L1, where 13 lines a row would
+        # evict the tile being computed; 1.6-2 ms an epoch faster than locality 3 on one thread.
+        builder.call(fn, [ptr, i32(0), i32(2), i32(1)])
         return context.get_dummy_value()
 
     return types.void(arr, types.intp), codegen
