@@ -26,6 +26,7 @@ def pytest_addoption(parser):
     group.addoption("--samples", type=int, default=60_000, help="samples in a full-batch epoch (default 60,000)")
     group.addoption("--netcore-data", metavar="DIR", help="folder of MNIST-format IDX files to time on instead of synthetic data")
     group.addoption("--quick", action="store_true", help="smoke run: 2,000 samples and one round each")
+    group.addoption("--rounds", type=int, help="timed rounds per benchmark (default 7, mini-batch epochs 5; more on a noisy machine)")
 
 
 @dataclass(frozen=True)
@@ -33,17 +34,21 @@ class Settings:
     samples: int
     data: str | None
     quick: bool
+    timed_rounds: int | None = None  # --rounds; None: each suite's default
 
     @property
     def rounds(self) -> int:
-        return 1 if self.quick else 7
+        return 1 if self.quick else self.timed_rounds or 7
 
 
 @pytest.fixture(scope="session")
 def settings(request) -> Settings:
     quick = request.config.getoption("--quick")
     samples = 2_000 if quick else request.config.getoption("--samples")
-    return Settings(samples, request.config.getoption("--netcore-data"), quick)
+    rounds = request.config.getoption("--rounds")
+    if rounds is not None and rounds < 1:
+        raise pytest.UsageError(f"--rounds must be at least 1, got {rounds}")
+    return Settings(samples, request.config.getoption("--netcore-data"), quick, rounds)
 
 
 @cache

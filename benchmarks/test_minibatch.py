@@ -38,7 +38,7 @@ def _split(settings: Settings):
 
 
 def _rounds(settings: Settings) -> int:
-    return 1 if settings.quick else ROUNDS
+    return 1 if settings.quick else settings.timed_rounds or ROUNDS
 
 
 @pytest.mark.benchmark(group=GROUP)

@@ -9,7 +9,9 @@ a few samples, ``epoch_samples`` (the full epoch its time is extrapolated to, li
 from __future__ import annotations
 
 import json
+import math
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,10 +103,14 @@ def plot(rows: list[Row], path: str | os.PathLike) -> None:
     for ax, group in zip(axes[:, 0], groups):
         members = sorted((r for r in rows if r.group == group), key=lambda r: r.ms, reverse=True)
         colors = ["#bbbbbb" if r.extrapolated else "#3b75af" for r in members]
-        ax.barh([r.label + (" (extrap.)" if r.extrapolated else "") for r in members], [r.ms for r in members], color=colors)
+        # Bars on a log axis all start from the decade below the fastest, so their lengths compare
+        # honestly (matplotlib would otherwise start them wherever the axis happens to begin).
+        base = 10 ** math.floor(math.log10(min(r.ms for r in members)))
+        ax.barh([r.label + (" (extrap.)" if r.extrapolated else "") for r in members], [r.ms - base for r in members], left=base, color=colors)
         ax.set_xscale("log")
-        ax.set_xlabel("ms per epoch (log scale)")
-        ax.set_title(group or "benchmarks")
+        ax.set_xlim(base, 10 ** math.ceil(math.log10(max(r.ms for r in members) * 3)))  # room for the labels
+        ax.set_xlabel("ms (log scale)")
+        ax.set_title(textwrap.fill(group or "benchmarks", 50), fontsize=10)
         for i, r in enumerate(members):
             ax.text(r.ms, i, f" {r.ms:,.1f}", va="center", fontsize=8)
     fig.tight_layout()
