@@ -48,12 +48,18 @@ def _tanh32(x):
     c = like(_TANH_CLAMP, x)
     x = min(max(x, -c), c)
     x2 = x * x
+    # Horner, with the constants in x's type so that float32 stays float32
     p = like(_P[6], x)
-    for k in range(5, -1, -1):  # Horner; the constants in x's type, so float32 stays float32
-        p = p * x2 + like(_P[k], x)
+    p = p * x2 + like(_P[5], x)
+    p = p * x2 + like(_P[4], x)
+    p = p * x2 + like(_P[3], x)
+    p = p * x2 + like(_P[2], x)
+    p = p * x2 + like(_P[1], x)
+    p = p * x2 + like(_P[0], x)
     q = like(_Q[3], x)
-    for k in range(2, -1, -1):
-        q = q * x2 + like(_Q[k], x)
+    q = q * x2 + like(_Q[2], x)
+    q = q * x2 + like(_Q[1], x)
+    q = q * x2 + like(_Q[0], x)
     return p * x / q
 
 
