@@ -132,3 +132,26 @@ def test_a_slow_first_call_says_it_is_compiling(name, caplog):
     assert messages[0].startswith("numba: compiling the fused kernels for float32 compute on int16 inputs")
     assert messages[1].startswith("numba: fused kernels ready after 1.")
     assert len(messages) == 2
+
+
+def test_read_only_inputs_reuse_the_compiled_kernel(name, tmp_path):
+    """A memory-mapped or otherwise read-only X (np.load(mmap_mode="r"), np.frombuffer) must not
+    cost a second compile of the fused kernel: it has the same numbers and the same signature."""
+    from backends import numba_fused
+
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 256, (40, 13)).astype(np.uint8)
+    labels = rng.integers(0, 3, 40)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    assert not mapped.flags.writeable
+    net = MLP([13, 7, 3], "tanh", backend=name, dtype="float32", seed=0)
+    loss, grads, _ = net.backend.fused_loss_and_gradients(net.layers, *net.prepare(X, labels)[:2], net.activation)
+    grads = [(dW.copy(), db.copy()) for dW, db in grads]
+    before = len(numba_fused.loss_and_gradients.signatures)
+    loss_ro, grads_ro, _ = net.backend.fused_loss_and_gradients(net.layers, *net.prepare(mapped, labels)[:2], net.activation)
+    assert len(numba_fused.loss_and_gradients.signatures) == before
+    assert loss_ro == loss
+    for (a, b), (c, d) in zip(grads, grads_ro):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
