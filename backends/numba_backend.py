@@ -25,7 +25,6 @@ log = logging.getLogger("netcore")
 CHUNK_BYTES = 128 * 784 * 4
 
 
-
 def _read_only(a: np.ndarray) -> np.ndarray:
     """A read-only view of ``a``. Numba compiles a separate kernel for read-only arrays (memory
     maps, ``np.frombuffer``): 13 s more on first meeting one. The fused kernel only reads its
@@ -33,6 +32,7 @@ def _read_only(a: np.ndarray) -> np.ndarray:
     view = a.view()
     view.flags.writeable = False
     return view
+
 
 class NumbaBackend(Backend):
     """NumPy arrays, Numba kernels on all cores."""
