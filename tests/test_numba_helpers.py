@@ -96,3 +96,25 @@ def test_the_vectorisable_tanh_and_exp_hold_their_stated_error():
     assert np.abs(t).max() <= 1.0
     assert np.abs(e - np.exp(-np.abs(x64))).max() < 2e-7
     assert (e >= 0).all()
+
+
+@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (3, 9), (4, 2), (10, 1)])
+@pytest.mark.parametrize("uint8", [True, False])
+def test_gather_inside_the_first_tile_matches_a_plain_gather_and_product(h, nr, uint8):
+    """The first layer's forward converts the rows while it multiplies them; the floats it
+    leaves behind (for the weight gradient) and its outputs must be those of the two steps apart,
+    for any width, any number of rows, and rows taken out of order."""
+    rng = np.random.default_rng(h * 100 + nr)
+    d = 37
+    X = rng.integers(0, 256, (200, d), dtype=np.uint8) if uint8 else rng.standard_normal((200, d)).astype(np.float32)
+    scale = np.float32(1 / 255 if uint8 else 1)
+    rows = rng.permutation(200)[:nr].astype(np.int64)
+    W = rng.standard_normal((h, d)).astype(np.float32)
+    b = rng.standard_normal(h).astype(np.float32)
+    xc = np.full((nr + 3, d + 3), np.nan, np.float32)
+    outT = np.full((h, nr + 5), np.nan, np.float32)
+    fused.gather_linear_rows(X, rows, scale, xc, W, b, outT)
+    expected_x = X[rows].astype(np.float64) * scale
+    np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
+    np.testing.assert_allclose(outT[:, :nr], (expected_x @ W.T + b).T, rtol=1e-4, atol=1e-4)
+    assert np.isnan(outT[:, nr:]).all() and np.isnan(xc[nr:]).all()  # nothing written past the batch
