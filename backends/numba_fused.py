@@ -7,9 +7,9 @@ their gradients in a private buffer, and the buffers are summed at the end, in p
 
 Memory layout: X is ``(n, d)`` row-major (uint8, float32 or float64); the parameters travel as
 one flat vector, layer by layer ``W¹ (h1, d), b¹ (h1,), W² (h2, h1), ...``, so one compiled kernel
-serves every depth and width. Each chunk's rows are gathered and converted to floats once (uint8
-scaled by 1/255 on the way), prefetching a few rows ahead, so a shuffled mini-batch needs no copy
-of X. Every scratch buffer starts on a cache line (NumPy only promises 16 bytes, and a 64-byte
+serves every depth and width. The first layer's forward reads each chunk's rows where they lie
+in X, prefetching a few ahead, and converts them to floats once (uint8 scaled by 1/255 on the
+way) for the weight gradient to reuse, so a shuffled mini-batch needs no copy of X. Every scratch buffer starts on a cache line (NumPy only promises 16 bytes, and a 64-byte
 vector load across two lines costs two).
 
 The first layer's products dominate (784 inputs against 16 outputs). They use register tiles:
@@ -99,147 +99,96 @@ def prefetch_row(x):
         _prefetch(x, i)
 
 
-PREFETCH_AHEAD = 4  # rows: about the DRAM latency's worth of converting
-
-
-@njit(**OPTS)
-def gather_rows(X, rows, scale, out):
-    """``out[s] = scale * X[rows[s]]``: the chunk's inputs as floats, converted once and reused by
-    the forward and backward products (converting uint8 inside them would redo it per neuron).
-    Rows a few ahead are prefetched: the rows of a shuffled batch defeat the hardware prefetcher."""
-    n = rows.shape[0]
-    for s in range(min(PREFETCH_AHEAD, n)):
-        prefetch_row(X[rows[s]])
-    for s in range(n):
-        if s + PREFETCH_AHEAD < n:
-            prefetch_row(X[rows[s + PREFETCH_AHEAD]])
-        x, o = X[rows[s]], out[s]
-        for i in range(x.shape[0]):
-            o[i] = x[i] * scale
+@njit(inline="always", **OPTS)
+def _convert(x, scale, out):
+    """``out = scale * x``: one row of inputs as floats (uint8 scaled by 1/255 on the way)."""
+    for i in range(x.shape[0]):
+        out[i] = x[i] * scale
 
 
 @njit(inline="always", **OPTS)
-def _put(out, s, o, v, transposed):
-    if transposed:
-        out[o, s] = v
-    else:
-        out[s, o] = v
+def _tile(x0, x1, x2, x3, w0, w1, w2, w3, n, scale, y0, y1, y2, y3):
+    """The 16 dot products ``a<k><l> = x<k>[:n] . w<l>[:n]``: a 4x4 register tile, scalar
+    accumulators, the reduction innermost (LLVM vectorises it under fastmath). It serves the
+    first layer (four samples' inputs against four neurons' weights) and the small layers'
+    weight gradients (four rows of dZ against four of the layer's input, along the samples).
+
+    Given rows ``y0..y3`` (not None), the ``x`` rows are also converted on the way (``scale * x``,
+    uint8 or float) and stored there. Numba compiles the two cases apart and drops the unused
+    branch, so the plain tile pays nothing for it.
+    """
+    zero = w0[0] - w0[0]  # a 0 of w's dtype: a literal 0 would make the accumulators float64
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
+    for i in range(n):
+        if y0 is None:
+            v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
+        else:
+            v0, v1, v2, v3 = like(x0[i], zero) * scale, like(x1[i], zero) * scale, like(x2[i], zero) * scale, like(x3[i], zero) * scale
+            y0[i] = v0
+            y1[i] = v1
+            y2[i] = v2
+            y3[i] = v3
+        u0, u1, u2, u3 = w0[i], w1[i], w2[i], w3[i]
+        a00 += v0 * u0
+        a01 += v0 * u1
+        a02 += v0 * u2
+        a03 += v0 * u3
+        a10 += v1 * u0
+        a11 += v1 * u1
+        a12 += v1 * u2
+        a13 += v1 * u3
+        a20 += v2 * u0
+        a21 += v2 * u1
+        a22 += v2 * u2
+        a23 += v2 * u3
+        a30 += v3 * u0
+        a31 += v3 * u1
+        a32 += v3 * u2
+        a33 += v3 * u3
+    return a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
 
 
 @njit(**OPTS)
-def linear_rows(X, nr, W, b, out, transposed=False):
-    """``out[:nr] = X[:nr] @ W.T + b`` with 4x4 register tiles (``out.T`` if ``transposed``)."""
-    h, d = W.shape
-    zero = b[0] - b[0]  # a 0 of W's dtype: a literal 0 would make the accumulators float64
-    s = 0
-    while s + 4 <= nr:
-        x0, x1, x2, x3 = X[s], X[s + 1], X[s + 2], X[s + 3]
-        o = 0
-        while o + 4 <= h:
-            w0, w1, w2, w3 = W[o], W[o + 1], W[o + 2], W[o + 3]
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
-            for i in range(d):
-                v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
-                u0, u1, u2, u3 = w0[i], w1[i], w2[i], w3[i]
-                a00 += v0 * u0
-                a01 += v0 * u1
-                a02 += v0 * u2
-                a03 += v0 * u3
-                a10 += v1 * u0
-                a11 += v1 * u1
-                a12 += v1 * u2
-                a13 += v1 * u3
-                a20 += v2 * u0
-                a21 += v2 * u1
-                a22 += v2 * u2
-                a23 += v2 * u3
-                a30 += v3 * u0
-                a31 += v3 * u1
-                a32 += v3 * u2
-                a33 += v3 * u3
-            _put(out, s, o, a00 + b[o], transposed)
-            _put(out, s, o + 1, a01 + b[o + 1], transposed)
-            _put(out, s, o + 2, a02 + b[o + 2], transposed)
-            _put(out, s, o + 3, a03 + b[o + 3], transposed)
-            _put(out, s + 1, o, a10 + b[o], transposed)
-            _put(out, s + 1, o + 1, a11 + b[o + 1], transposed)
-            _put(out, s + 1, o + 2, a12 + b[o + 2], transposed)
-            _put(out, s + 1, o + 3, a13 + b[o + 3], transposed)
-            _put(out, s + 2, o, a20 + b[o], transposed)
-            _put(out, s + 2, o + 1, a21 + b[o + 1], transposed)
-            _put(out, s + 2, o + 2, a22 + b[o + 2], transposed)
-            _put(out, s + 2, o + 3, a23 + b[o + 3], transposed)
-            _put(out, s + 3, o, a30 + b[o], transposed)
-            _put(out, s + 3, o + 1, a31 + b[o + 1], transposed)
-            _put(out, s + 3, o + 2, a32 + b[o + 2], transposed)
-            _put(out, s + 3, o + 3, a33 + b[o + 3], transposed)
-            o += 4
-        for oo in range(o, h):  # neurons left over when h is not a multiple of 4
-            for ss in range(s, s + 4):
-                _put(out, ss, oo, _dot(X[ss], W[oo], zero) + b[oo], transposed)
-        s += 4
-    for ss in range(s, nr):  # samples left over
-        for oo in range(h):
-            _put(out, ss, oo, _dot(X[ss], W[oo], zero) + b[oo], transposed)
+def linear_rows(X, rows, scale, xc, W, b, outT):
+    """``xc[:n] = scale * X[rows]`` and ``outT[:, :n] = (xc @ W.T + b).T``, n = ``len(rows)``.
 
-
-@njit(**OPTS)
-def gather_linear_rows(X, rows, scale, xc, W, b, outT):
-    """``xc = scale * X[rows]`` and ``outT = (xc @ W.T + b).T``: the gather done inside the first
-    4x4 tile's sweep, which converts each row once anyway, instead of as a pass of its own.
-
-    The first four neurons read the uint8 (or float) rows where they lie in X, store the
-    converted floats into ``xc`` as they go (four stores a step, beside sixteen multiply-adds),
-    and the other neurons' tiles read ``xc`` back from L1. The next four rows are prefetched
-    meanwhile. 2-8% an epoch over a separate gather (alternating runs, one and two threads).
+    The first layer's forward. For each four samples, the first tile reads their rows where
+    they lie in X and converts them into ``xc`` as it goes (kept for the weight gradient); the
+    other neurons' tiles read ``xc`` back from L1; the next four rows are prefetched into L2
+    meanwhile. 2-8% an epoch over converting the chunk in a pass of its own, and 1-5% over
+    converting each four rows just before their tiles.
     """
     h, d = W.shape
     nr = rows.shape[0]
     zero = b[0] - b[0]
     s = 0
-    if h >= 4:
-        while s + 4 <= nr:
-            for ahead in range(s + 4, min(s + 8, nr)):
-                prefetch_row(X[rows[ahead]])
-            r0, r1, r2, r3 = X[rows[s]], X[rows[s + 1]], X[rows[s + 2]], X[rows[s + 3]]
-            y0, y1, y2, y3 = xc[s], xc[s + 1], xc[s + 2], xc[s + 3]
-            w0, w1, w2, w3 = W[0], W[1], W[2], W[3]
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
-            for i in range(d):
-                v0, v1, v2, v3 = like(r0[i], zero) * scale, like(r1[i], zero) * scale, like(r2[i], zero) * scale, like(r3[i], zero) * scale
-                y0[i] = v0
-                y1[i] = v1
-                y2[i] = v2
-                y3[i] = v3
-                u0, u1, u2, u3 = w0[i], w1[i], w2[i], w3[i]
-                a00 += v0 * u0
-                a01 += v0 * u1
-                a02 += v0 * u2
-                a03 += v0 * u3
-                a10 += v1 * u0
-                a11 += v1 * u1
-                a12 += v1 * u2
-                a13 += v1 * u3
-                a20 += v2 * u0
-                a21 += v2 * u1
-                a22 += v2 * u2
-                a23 += v2 * u3
-                a30 += v3 * u0
-                a31 += v3 * u1
-                a32 += v3 * u2
-                a33 += v3 * u3
-            outT[0, s], outT[1, s], outT[2, s], outT[3, s] = a00 + b[0], a01 + b[1], a02 + b[2], a03 + b[3]
-            outT[0, s + 1], outT[1, s + 1], outT[2, s + 1], outT[3, s + 1] = a10 + b[0], a11 + b[1], a12 + b[2], a13 + b[3]
-            outT[0, s + 2], outT[1, s + 2], outT[2, s + 2], outT[3, s + 2] = a20 + b[0], a21 + b[1], a22 + b[2], a23 + b[3]
-            outT[0, s + 3], outT[1, s + 3], outT[2, s + 3], outT[3, s + 3] = a30 + b[0], a31 + b[1], a32 + b[2], a33 + b[3]
-            if h > 4:
-                linear_rows(xc[s:s + 4], 4, W[4:], b[4:], outT[4:, s:s + 4], True)
+    while s < nr:
+        for ahead in range(s + 4, min(s + 8, nr)):
+            prefetch_row(X[rows[ahead]])
+        if s + 4 > nr or h < 4:  # fewer than four samples, or neurons, for a tile
+            for ss in range(s, min(s + 4, nr)):
+                _convert(X[rows[ss]], scale, xc[ss])
+                for o in range(h):
+                    outT[o, ss] = _dot(xc[ss], W[o], zero) + b[o]
             s += 4
-    if s < nr:
-        gather_rows(X, rows[s:], scale, xc[s:])
-        linear_rows(xc[s:], nr - s, W, b, outT[:, s:], True)
+            continue
+        x0, x1, x2, x3 = xc[s], xc[s + 1], xc[s + 2], xc[s + 3]
+        for o in range(0, h - 3, 4):
+            w0, w1, w2, w3 = W[o], W[o + 1], W[o + 2], W[o + 3]
+            if o == 0:
+                acc = _tile(X[rows[s]], X[rows[s + 1]], X[rows[s + 2]], X[rows[s + 3]], w0, w1, w2, w3, d, scale, x0, x1, x2, x3)
+            else:
+                acc = _tile(x0, x1, x2, x3, w0, w1, w2, w3, d, scale, None, None, None, None)
+            a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33 = acc  # a<sample><neuron>
+            outT[o, s], outT[o + 1, s], outT[o + 2, s], outT[o + 3, s] = a00 + b[o], a01 + b[o + 1], a02 + b[o + 2], a03 + b[o + 3]
+            outT[o, s + 1], outT[o + 1, s + 1], outT[o + 2, s + 1], outT[o + 3, s + 1] = a10 + b[o], a11 + b[o + 1], a12 + b[o + 2], a13 + b[o + 3]
+            outT[o, s + 2], outT[o + 1, s + 2], outT[o + 2, s + 2], outT[o + 3, s + 2] = a20 + b[o], a21 + b[o + 1], a22 + b[o + 2], a23 + b[o + 3]
+            outT[o, s + 3], outT[o + 1, s + 3], outT[o + 2, s + 3], outT[o + 3, s + 3] = a30 + b[o], a31 + b[o + 1], a32 + b[o + 2], a33 + b[o + 3]
+        for o in range(h // 4 * 4, h):  # neurons left over when h is not a multiple of 4
+            for ss in range(s, s + 4):
+                outT[o, ss] = _dot(xc[ss], W[o], zero) + b[o]
+        s += 4
 
 
 @njit(inline="always", **OPTS)
@@ -353,60 +302,20 @@ def backprop_T(W, dZT, AT, nr, kind, outT):
 @njit(**OPTS)
 def dots_T(A, B, nr, out):
     """``out += A[:, :nr] @ B[:, :nr].T``: a small layer's weight gradient, dot products along
-    the samples (a reduction LLVM vectorises once fastmath lets it reorder the sum). 4x4 tiles
-    of them share their loads; the rest, where a side is not a multiple of 4, go one by one."""
+    the samples, in 4x4 tiles (:func:`_tile`); the rest, where a side is not a multiple of 4, go
+    one by one."""
     ha, hb = A.shape[0], B.shape[0]
     zero = A[0, 0] - A[0, 0]
     for o in range(0, ha - 3, 4):
-        a0, a1, a2, a3 = A[o], A[o + 1], A[o + 2], A[o + 3]
         for j in range(0, hb - 3, 4):
-            b0, b1, b2, b3 = B[j], B[j + 1], B[j + 2], B[j + 3]
-            c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
-            c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
-            for s in range(nr):
-                u0, u1, u2, u3 = a0[s], a1[s], a2[s], a3[s]
-                v0, v1, v2, v3 = b0[s], b1[s], b2[s], b3[s]
-                c00 += u0 * v0
-                c01 += u0 * v1
-                c02 += u0 * v2
-                c03 += u0 * v3
-                c10 += u1 * v0
-                c11 += u1 * v1
-                c12 += u1 * v2
-                c13 += u1 * v3
-                c20 += u2 * v0
-                c21 += u2 * v1
-                c22 += u2 * v2
-                c23 += u2 * v3
-                c30 += u3 * v0
-                c31 += u3 * v1
-                c32 += u3 * v2
-                c33 += u3 * v3
-            out[o, j] += c00
-            out[o, j + 1] += c01
-            out[o, j + 2] += c02
-            out[o, j + 3] += c03
-            out[o + 1, j] += c10
-            out[o + 1, j + 1] += c11
-            out[o + 1, j + 2] += c12
-            out[o + 1, j + 3] += c13
-            out[o + 2, j] += c20
-            out[o + 2, j + 1] += c21
-            out[o + 2, j + 2] += c22
-            out[o + 2, j + 3] += c23
-            out[o + 3, j] += c30
-            out[o + 3, j + 1] += c31
-            out[o + 3, j + 2] += c32
-            out[o + 3, j + 3] += c33
+            c = _tile(A[o], A[o + 1], A[o + 2], A[o + 3], B[j], B[j + 1], B[j + 2], B[j + 3], nr, zero, None, None, None, None)
+            for k in range(4):
+                for m in range(4):
+                    out[o + k, j + m] += c[4 * k + m]
     tiled_a, tiled_b = ha // 4 * 4, hb // 4 * 4
     for o in range(ha):
-        a = A[o]
         for j in range(tiled_b if o < tiled_a else 0, hb):
-            b = B[j]
-            acc = zero
-            for s in range(nr):
-                acc += a[s] * b[s]
-            out[o, j] += acc
+            out[o, j] += _dot(B[j], A[o][:nr], zero)
 
 
 @njit(inline="always", **OPTS)
@@ -498,7 +407,7 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
                 b = params[b_off[l]:b_off[l] + sizes[l + 1]]
                 HT = _rows(act, a_off[l], sizes[l + 1], chunk)
                 if l == 0:
-                    gather_linear_rows(X, rows[r0:r0 + nr], scale, xc, W, b, HT)
+                    linear_rows(X, rows[r0:r0 + nr], scale, xc, W, b, HT)
                 else:
                     dense_T(W, b, _rows(act, a_off[l - 1], sizes[l], chunk), nr, HT)
                 if l < L - 1:

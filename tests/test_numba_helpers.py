@@ -65,19 +65,6 @@ def test_serial_and_parallel_twins_agree_on_both_sides_of_the_threshold(rows):
     np.testing.assert_array_equal(results[0], results[2])
 
 
-def test_gather_with_prefetch_copies_every_row_in_order():
-    """The prefetch runs a few rows ahead of the copy; the last rows and short batches must
-    still come out whole."""
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (50, 37), dtype=np.uint8)
-    for n in (1, 3, fused.PREFETCH_AHEAD, 17):
-        rows = rng.permutation(50)[:n].astype(np.int64)
-        out = np.full((n, 40), -1.0, np.float32)
-        fused.gather_rows(X, rows, np.float32(1 / 255), out)
-        np.testing.assert_allclose(out[:, :37], X[rows] / np.float32(255), rtol=1e-6)
-        assert (out[:, 37:] == -1).all()  # padding past the row is left alone
-
-
 @njit
 def _fast_functions(x, out_tanh, out_exp):
     for i in range(x.size):
@@ -100,10 +87,11 @@ def test_the_vectorisable_tanh_and_exp_hold_their_stated_error():
 
 @pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (3, 9), (4, 2), (10, 1)])
 @pytest.mark.parametrize("uint8", [True, False])
-def test_gather_inside_the_first_tile_matches_a_plain_gather_and_product(h, nr, uint8):
-    """The first layer's forward converts the rows while it multiplies them; the floats it
-    leaves behind (for the weight gradient) and its outputs must be those of the two steps apart,
-    for any width, any number of rows, and rows taken out of order."""
+def test_the_first_layer_converts_while_it_multiplies_like_the_two_steps_apart(h, nr, uint8):
+    """The first layer's forward converts the rows (uint8 scaled, or float) while its first
+    tile multiplies them, prefetching rows ahead; the floats it leaves behind (for the weight
+    gradient) and its outputs must be those of a plain gather and product, for any width, any
+    number of rows, and rows taken out of order."""
     rng = np.random.default_rng(h * 100 + nr)
     d = 37
     X = rng.integers(0, 256, (200, d), dtype=np.uint8) if uint8 else rng.standard_normal((200, d)).astype(np.float32)
@@ -113,7 +101,7 @@ def test_gather_inside_the_first_tile_matches_a_plain_gather_and_product(h, nr, 
     b = rng.standard_normal(h).astype(np.float32)
     xc = np.full((nr + 3, d + 3), np.nan, np.float32)
     outT = np.full((h, nr + 5), np.nan, np.float32)
-    fused.gather_linear_rows(X, rows, scale, xc, W, b, outT)
+    fused.linear_rows(X, rows, scale, xc, W, b, outT)
     expected_x = X[rows].astype(np.float64) * scale
     np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
     np.testing.assert_allclose(outT[:, :nr], (expected_x @ W.T + b).T, rtol=1e-4, atol=1e-4)
