@@ -106,6 +106,19 @@ def test_fused_on_a_row_subset_equals_the_gathered_batch(name, chunk_rows, dtype
     check(MLP([30, 8, 4], backend=name, dtype=dtype, seed=0), X, labels, rows)
 
 
+@pytest.mark.parametrize("n", [61, 5])
+def test_reused_buffers_carry_nothing_over(name, threads, chunk_rows, n):
+    """A second batch of the same shape reuses the first one's gradient and scratch buffers
+    (nothing is zeroed that a first write covers); its gradients must be its own."""
+    rng = np.random.default_rng(n)
+    X = rng.integers(0, 256, (2 * n, 20)).astype(np.uint8)
+    labels = rng.integers(0, 3, 2 * n)
+    net = MLP([20, 6, 5, 3], "tanh", backend=name, dtype="float32", seed=2)
+    batch = net.prepare(X, labels)
+    net.backend.fused_loss_and_gradients(net.layers, batch.X, batch.Y, net.activation, np.arange(n))
+    check(net, X, labels, np.arange(n, 2 * n))
+
+
 def test_uint8_inputs_stay_uint8_and_train_like_scaled_floats(name):
     rng = np.random.default_rng(4)
     X = rng.integers(0, 256, (40, 12)).astype(np.uint8)

@@ -43,8 +43,10 @@ def test_aligned_buffers_start_on_a_cache_line(shape, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_workspace_rows_are_padded_to_whole_lines(dtype):
     threads, sizes, chunk = 2, (13, 7, 5, 3), 8
-    for buffer in fused.workspace(threads, sizes, chunk, dtype):
-        assert buffer.shape[0] == threads
+    XC, G, *rest = fused.workspace(threads, sizes, chunk, dtype)
+    assert G.shape[0] == threads - 1  # thread 0 accumulates in the caller's gradient buffer
+    for buffer in (XC, G, *rest):
+        assert buffer.shape[0] >= threads - 1
         assert buffer.ctypes.data % fused.CACHE_LINE == 0
         assert (buffer[0].nbytes % fused.CACHE_LINE) == 0  # so thread 1's part is aligned too
     assert fused.padded(13, np.float32) == 16 and fused.padded(16, np.float32) == 16 and fused.padded(9, np.float64) == 16
@@ -106,3 +108,21 @@ def test_the_first_layer_converts_while_it_multiplies_like_the_two_steps_apart(h
     np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
     np.testing.assert_allclose(outT[:, :nr], (expected_x @ W.T + b).T, rtol=1e-4, atol=1e-4)
     assert np.isnan(outT[:, nr:]).all() and np.isnan(xc[nr:]).all()  # nothing written past the batch
+
+
+@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (1, 6), (3, 3), (4, 0), (5, 4)])
+def test_the_weight_gradient_assigns_or_accumulates(h, nr):
+    """With ``assign`` the first layer's weight gradient overwrites whatever G held (its first
+    sweep writes instead of adding, so nobody zeroes G); without, it adds to G."""
+    rng = np.random.default_rng(h * 1000 + nr)
+    d = 29
+    X = rng.standard_normal((nr + 2, d + 3)).astype(np.float32)
+    dZT = rng.standard_normal((h, nr + 5)).astype(np.float32)
+    expected = dZT[:, :nr].astype(np.float64) @ X[:nr, :d]
+    G = np.full((h, d), np.nan, np.float32)
+    fused.grad_rows(dZT, X, nr, G, True)
+    np.testing.assert_allclose(G, expected, rtol=1e-4, atol=1e-4)
+    start = rng.standard_normal((h, d)).astype(np.float32)
+    G[:] = start
+    fused.grad_rows(dZT, X, nr, G, None)
+    np.testing.assert_allclose(G, start + expected, rtol=1e-4, atol=1e-4)
