@@ -64,6 +64,11 @@ class Backend:
         """Host data -> this backend's array in its dtype (a no-op when already so)."""
         return self.xp.asarray(x, dtype=self.dtype)
 
+    def asparameter(self, x: Any) -> Any:
+        """A network parameter as this backend's array: a copy of its own, which the optimizer
+        updates in place. A backend whose kernels care where parameters lie places them here."""
+        return self.asarray(np.array(x, dtype=self.dtype))
+
     def input_array(self, X: np.ndarray) -> Any:
         """Validated host inputs -> backend array; uint8 is read as 0..255 intensities, scaled to 0..1."""
         if X.dtype == np.uint8:

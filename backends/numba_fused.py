@@ -392,15 +392,125 @@ def _rows(flat, start, n_rows, width):
     return flat[start:start + n_rows * width].reshape(n_rows, width)
 
 
+@njit(inline="always", **OPTS)
+def _offsets(sizes, chunk):
+    """Where each layer's W and b sit in the flat gradient (``params`` holds the same minus W¹,
+    which the kernels read in place), and each layer's output in a chunk's activation buffer."""
+    L = len(sizes) - 1
+    w_off, b_off, n_params = _layout(sizes)
+    a_off = np.zeros(L + 1, np.int64)
+    for l in range(L):
+        a_off[l + 1] = a_off[l] + chunk * sizes[l + 1]
+    return w_off, b_off, n_params, a_off, sizes[0] * sizes[1]
+
+
+@njit(inline="always", **OPTS)
+def _activate(HT, nr, kind, fast):
+    for j in range(HT.shape[0]):
+        row = HT[j]
+        for s in range(nr):
+            row[s] = _g(row[s], kind, fast)
+
+
+@njit(inline="always", **OPTS)
+def _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, sm, g, logits, inv_n):
+    """One chunk's pass through everything above the first layer's product, whose output
+    (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
+    loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
+    Adds the gradients of the layers above the first to ``g``.
+
+    The chunk is samples ``r0 .. r0+nr`` of the batch, ``rows`` the batch's rows of X and Y;
+    ``act`` holds each layer's output ``(width, chunk)`` at ``a_off``, ``dz`` two dZ buffers that
+    ping-pong down the layers, ``sm`` per-sample softmax scratch.
+    """
+    L = len(sizes) - 1
+    k = sizes[L]
+    w_off, b_off, n_params, a_off, skip = _offsets(sizes, chunk)
+    for l in range(1, L):
+        W = _rows(params, w_off[l] - skip, sizes[l + 1], sizes[l])
+        b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
+        HT = _rows(act, a_off[l], sizes[l + 1], chunk)
+        dense_T(W, b, _rows(act, a_off[l - 1], sizes[l], chunk), nr, HT)
+        if l < L - 1:
+            _activate(HT, nr, kind, fast)
+    # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out as
+    # means and the threads' sums need no final scaling
+    ZT = _rows(act, a_off[L - 1], k, chunk)
+    dZT = _rows(dz[0], 0, k, chunk)
+    top, total = sm[0], sm[1]
+    for s in range(nr):
+        top[s] = ZT[0, s]
+        total[s] = 0
+    for j in range(1, k):
+        z = ZT[j]
+        for s in range(nr):
+            top[s] = max(top[s], z[s])
+    for j in range(k):
+        z, e = ZT[j], dZT[j]
+        for s in range(nr):
+            e[s] = _exp(z[s] - top[s], fast)
+            total[s] += e[s]
+    for s in range(nr):  # top becomes the log-sum-exp, total its reciprocal
+        top[s] += np.log(total[s])
+        total[s] = like(1, total[s]) / total[s]
+    loss = 0.0
+    for j in range(k):  # one class at a time, so the loops run along the samples
+        z, e = ZT[j], dZT[j]
+        for s in range(nr):
+            r = r0 + s
+            y = Y[rows[r], j]
+            logits[r, j] = z[s]
+            loss -= y * (z[s] - top[s])
+            e[s] = (e[s] * total[s] - y) * inv_n
+    # backward: dZ ping-pongs between dz[0] and dz[1]
+    for l in range(L - 1, 0, -1):
+        h, d = sizes[l + 1], sizes[l]
+        dZT = _rows(dz[(L - 1 - l) % 2], 0, h, chunk)
+        dots_T(dZT, _rows(act, a_off[l - 1], d, chunk), nr, _rows(g, w_off[l], h, d))
+        _add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
+        W = _rows(params, w_off[l] - skip, h, d)
+        backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, _rows(dz[(L - l) % 2], 0, d, chunk))
+    return loss
+
+
+@njit(inline="always", **OPTS)
+def _add_row_sums(ZT, nr, out):
+    """``out += ZT[:, :nr].sum(axis=1)``: a bias gradient."""
+    for o in range(ZT.shape[0]):
+        z = ZT[o]
+        acc = z[0] - z[0]
+        for s in range(nr):
+            acc += z[s]
+        out[o] += acc
+
+
 @njit(parallel=True, **OPTS)
-def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logits):
-    """Mean cross-entropy, its gradient (flat, laid out like ``params``) and the logits, in one pass.
+def _add_other_threads(grad, G, lo, hi, threads):
+    """``grad[lo:hi] += G[t - 1, lo:hi]`` for threads 1..: each thread sums a slice of the
+    parameters (a serial sum was a tenth of a 200-sample step with 100 hidden units)."""
+    per_line = CACHE_LINE // grad.itemsize
+    part = -(-(hi - lo) // (per_line * threads)) * per_line
+    for p in prange(threads):
+        a, b = lo + p * part, min(hi, lo + (p + 1) * part)
+        out = grad[a:b]
+        for t in range(1, threads):
+            src = G[t - 1, a:b]
+            for i in range(b - a):
+                out[i] += src[i]
+
+
+@njit(parallel=True, **OPTS)
+def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logits):
+    """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
+    logits, in one pass over the samples, each thread taking every T-th chunk.
 
     The batch is ``X[rows]`` (gathered chunk by chunk, so a shuffled mini-batch needs no copy);
     ``sizes`` is ``[d, h1, ..., k]``; hidden layers use activation ``kind``; ``fast`` selects the
-    vectorisable float32 tanh and exp. ``XC, G, ACT, DZ, SM`` come from :func:`workspace`; the
-    gradient goes to ``grad`` and the logits to ``logits`` (``(n, k)``): buffers the caller reuses,
-    so a mini-batch step allocates nothing of the size of the parameters or the batch.
+    vectorisable float32 tanh and exp. ``W1`` is the first layer's weights, read in place;
+    ``params`` the rest, flat (``b¹ W² b² ...``). ``XC, G, ACT, DZ, SM`` come from
+    :func:`workspace`; the gradient goes to ``grad`` and the logits to ``logits`` (``(n, k)``):
+    buffers the caller reuses, so a mini-batch step allocates nothing of the size of the
+    parameters or the batch.
 
     Within a chunk the inputs are sample-major (rows of 784 pixels, for the big first-layer
     products) and everything after them feature-major (``(width, chunk)``), so the small layers,
@@ -408,11 +518,9 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
     """
     n = rows.shape[0]
     L = len(sizes) - 1
-    k = sizes[L]
-    w_off, b_off, n_params = _layout(sizes)
-    a_off = np.zeros(L + 1, np.int64)
-    for l in range(L):
-        a_off[l + 1] = a_off[l] + chunk * sizes[l + 1]
+    h1 = sizes[1]
+    w_off, b_off, n_params, a_off, skip = _offsets(sizes, chunk)
+    b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0] + 1, n_chunks)
     losses = np.zeros(threads)
@@ -421,89 +529,26 @@ def loss_and_gradients(X, rows, scale, Y, params, sizes, kind, fast, chunk, XC, 
     for t in prange(threads):
         # Thread 0 accumulates straight into grad, the others into their rows of G. W¹'s gradient
         # (at offset 0) is written by each thread's first chunk; only the rest is zeroed here.
-        xc, act, sm = XC[t], ACT[t], SM[t]
+        xc, act, dz = XC[t], ACT[t], DZ[t]
         g = grad if t == 0 else G[t - 1]
-        g[w_off[0] + sizes[0] * sizes[1]:n_params] = 0
+        g[skip:n_params] = 0
         loss = 0.0  # a local, not losses[t]: threads writing one cache line would fight over it
         for c in range(t, n_chunks, threads):
             r0 = c * chunk
             nr = min(chunk, n - r0)
-            # forward; layer l's output H_l is (sizes[l+1], chunk) at a_off[l]
-            for l in range(L):
-                W = _rows(params, w_off[l], sizes[l + 1], sizes[l])
-                b = params[b_off[l]:b_off[l] + sizes[l + 1]]
-                HT = _rows(act, a_off[l], sizes[l + 1], chunk)
-                if l == 0:
-                    linear_rows(X, rows[r0:r0 + nr], scale, xc, W, b, HT)
-                else:
-                    dense_T(W, b, _rows(act, a_off[l - 1], sizes[l], chunk), nr, HT)
-                if l < L - 1:
-                    for j in range(sizes[l + 1]):
-                        row = HT[j]
-                        for s in range(nr):
-                            row[s] = _g(row[s], kind, fast)
-            # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out
-            # as means and the threads' sums need no final scaling
-            ZT = _rows(act, a_off[L - 1], k, chunk)
-            dZT = _rows(DZ[t, 0], 0, k, chunk)
-            top, total = sm[0], sm[1]
-            for s in range(nr):
-                top[s] = ZT[0, s]
-                total[s] = 0
-            for j in range(1, k):
-                z = ZT[j]
-                for s in range(nr):
-                    top[s] = max(top[s], z[s])
-            for j in range(k):
-                z, e = ZT[j], dZT[j]
-                for s in range(nr):
-                    e[s] = _exp(z[s] - top[s], fast)
-                    total[s] += e[s]
-            for s in range(nr):  # top becomes the log-sum-exp, total its reciprocal
-                top[s] += np.log(total[s])
-                total[s] = like(1, total[s]) / total[s]
-            for j in range(k):  # one class at a time, so the loops run along the samples
-                z, e = ZT[j], dZT[j]
-                for s in range(nr):
-                    r = r0 + s
-                    y = Y[rows[r], j]
-                    logits[r, j] = z[s]
-                    loss -= y * (z[s] - top[s])
-                    e[s] = (e[s] * total[s] - y) * inv_n
-            # backward: dZ ping-pongs between DZ[t, 0] and DZ[t, 1]
-            for l in range(L - 1, -1, -1):
-                h, d = sizes[l + 1], sizes[l]
-                dZT = _rows(DZ[t, (L - 1 - l) % 2], 0, h, chunk)
-                Gw = _rows(g, w_off[l], h, d)
-                if l == 0:
-                    if c == t:  # this thread's first chunk writes W¹'s gradient
-                        grad_rows(dZT, xc, nr, Gw, True)
-                    else:
-                        grad_rows(dZT, xc, nr, Gw, None)
-                else:
-                    dots_T(dZT, _rows(act, a_off[l - 1], d, chunk), nr, Gw)
-                for o in range(h):  # bias gradient: row sums
-                    z = dZT[o]
-                    acc = z[0] - z[0]
-                    for s in range(nr):
-                        acc += z[s]
-                    g[b_off[l] + o] += acc
-                if l > 0:
-                    W = _rows(params, w_off[l], h, d)
-                    below = _rows(DZ[t, (L - l) % 2], 0, d, chunk)
-                    backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, below)
+            HT = _rows(act, 0, h1, chunk)
+            linear_rows(X, rows[r0:r0 + nr], scale, xc, W1, b1, HT)
+            if L > 1:
+                _activate(HT, nr, kind, fast)
+            loss += _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, SM[t], g, logits, inv_n)
+            dZT = _rows(dz[(L - 1) % 2], 0, h1, chunk)
+            if c == t:  # this thread's first chunk writes W¹'s gradient
+                grad_rows(dZT, xc, nr, _rows(g, 0, h1, sizes[0]), True)
+            else:
+                grad_rows(dZT, xc, nr, _rows(g, 0, h1, sizes[0]), None)
+            _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
         losses[t] = loss
 
-    # Add the other threads' gradients into grad, each thread taking a slice of the parameters
-    # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
     if threads > 1:
-        per_line = CACHE_LINE // grad.itemsize
-        part = -(-n_params // (per_line * threads)) * per_line
-        for p in prange(threads):
-            lo, hi = p * part, min(n_params, (p + 1) * part)
-            out = grad[lo:hi]
-            for t in range(1, threads):
-                src = G[t - 1, lo:hi]
-                for i in range(hi - lo):
-                    out[i] += src[i]
+        _add_other_threads(grad, G, 0, n_params, threads)
     return losses.sum() / n

@@ -117,7 +117,7 @@ class MLP:
         self.activation = check_activation(activation)
         self.backend = get_backend(backend, dtype)
         params = init_parameters(self.layer_sizes, seed, init)
-        self.layers: Layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in params]
+        self.layers: Layers = [(self.backend.asparameter(W), self.backend.asparameter(b)) for W, b in params]
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickle the backend by name and the parameters as NumPy: backends hold compiled kernels.
@@ -126,7 +126,7 @@ class MLP:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.layer_sizes, self.activation = tuple(state["layer_sizes"]), state["activation"]
         self.backend = get_backend(state["backend"], state["dtype"])
-        self.layers = [(self.backend.asarray(W), self.backend.asarray(b)) for W, b in state["params"]]
+        self.layers = [(self.backend.asparameter(W), self.backend.asparameter(b)) for W, b in state["params"]]
 
     def __repr__(self) -> str:
         return f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, backend={self.backend.name!r}, dtype={self.dtype.name!r})"
@@ -159,7 +159,7 @@ class MLP:
             if W.shape != (n_out, n_in) or b.shape != (n_out,):
                 raise ValueError(f"layer {l}: expected W {(n_out, n_in)} and b {(n_out,)}, got {W.shape} and {b.shape}")
             check_X(W, name=f"W{l}")
-            new.append((self.backend.asarray(W.copy()), self.backend.asarray(b.copy())))
+            new.append((self.backend.asparameter(W), self.backend.asparameter(b)))
         self.layers = new
 
     # -- saving -----------------------------------------------------------------------

@@ -119,6 +119,22 @@ def test_reused_buffers_carry_nothing_over(name, threads, chunk_rows, n):
     check(net, X, labels, np.arange(n, 2 * n))
 
 
+def test_first_layer_weights_placed_from_outside_still_work(name):
+    """W¹ is read in place; one swapped in by hand (misaligned, or float64 in a float32 network)
+    is copied to where the kernel wants it rather than misread."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 256, (30, 11)).astype(np.uint8)
+    labels = rng.integers(0, 3, 30)
+    net = MLP([11, 5, 3], backend=name, dtype="float32", seed=0)
+    W, b = net.layers[0]
+    raw = np.empty(W.size + 1, np.float32)[1:]  # 4 bytes past an allocation: off the cache line
+    raw[:] = W.reshape(-1)
+    net.layers[0] = (raw.reshape(W.shape), b)
+    check(net, X, labels)
+    net.layers[0] = (W.astype(np.float64), b)
+    check(net, X, labels)
+
+
 def test_uint8_inputs_stay_uint8_and_train_like_scaled_floats(name):
     rng = np.random.default_rng(4)
     X = rng.integers(0, 256, (40, 12)).astype(np.uint8)

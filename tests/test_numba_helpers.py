@@ -126,3 +126,17 @@ def test_the_weight_gradient_assigns_or_accumulates(h, nr):
     G[:] = start
     fused.grad_rows(dZT, X, nr, G, None)
     np.testing.assert_allclose(G, start + expected, rtol=1e-4, atol=1e-4)
+
+
+def test_network_parameters_start_on_a_cache_line_and_are_their_own():
+    """The fused kernel reads W¹ where it lies, so the backend places parameters on a cache line,
+    at creation and when set or loaded; they are copies, never views of the caller's arrays."""
+    from netcore import MLP
+
+    net = MLP([37, 9, 3], backend="numba", dtype="float32", seed=0)
+    theirs = [(np.ones((9, 37)), np.zeros(9)), (np.ones((3, 9)), np.zeros(3))]
+    for layers in (net.layers, (net.set_parameters(theirs), net.layers)[1]):
+        for W, b in layers:
+            assert W.ctypes.data % fused.CACHE_LINE == 0 and W.dtype == np.float32 and W.flags.c_contiguous
+    net.layers[0][0][:] = 5
+    assert (theirs[0][0] == 1).all()
