@@ -167,14 +167,14 @@ class NumbaBackend(Backend):
         if n not in logits_by_n:
             if len(logits_by_n) >= 4:  # a few batch sizes recur (full, batch_size, the last partial batch)
                 logits_by_n.clear()
-            logits_by_n[n] = f.aligned_empty((n, sizes[-1]), self.dtype)
-        Z = logits_by_n[n]
+            logits_by_n[n] = f.aligned_empty((sizes[-1], n), self.dtype)
+        ZT = logits_by_n[n]
         flat = buffers["grad"]
         loss = self._first_call_notice(
             X.dtype,
             f.loss_and_gradients,
             _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"], np.array(sizes, dtype=np.int64),
-            self._kind(activation), self.dtype == np.float32, chunk, *scratch, flat, Z,
+            self._kind(activation), self.dtype == np.float32, chunk, *scratch, flat, ZT,
         )
         grads, pos = [], 0
         for W, b in layers:
@@ -182,7 +182,7 @@ class NumbaBackend(Backend):
             pos += W.size
             grads.append((dW, flat[pos:pos + b.size]))
             pos += b.size
-        return loss, grads, Z
+        return loss, grads, ZT.T  # (n, k), a transposed view
 
     def add_bias(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.k.bias_activation(z, b, -1)

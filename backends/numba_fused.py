@@ -413,7 +413,7 @@ def _activate(HT, nr, kind, fast):
 
 
 @njit(inline="always", **OPTS)
-def _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, sm, g, logits, inv_n):
+def _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
     loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
@@ -459,7 +459,7 @@ def _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, sm,
         for s in range(nr):
             r = r0 + s
             y = Y[rows[r], j]
-            logits[r, j] = z[s]
+            logitsT[j, r] = z[s]
             loss -= y * (z[s] - top[s])
             e[s] = (e[s] * total[s] - y) * inv_n
     # backward: dZ ping-pongs between dz[0] and dz[1]
@@ -500,7 +500,7 @@ def _add_other_threads(grad, G, lo, hi, threads):
 
 
 @njit(parallel=True, **OPTS)
-def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logits):
+def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
@@ -508,7 +508,8 @@ def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, 
     ``sizes`` is ``[d, h1, ..., k]``; hidden layers use activation ``kind``; ``fast`` selects the
     vectorisable float32 tanh and exp. ``W1`` is the first layer's weights, read in place;
     ``params`` the rest, flat (``b¹ W² b² ...``). ``XC, G, ACT, DZ, SM`` come from
-    :func:`workspace`; the gradient goes to ``grad`` and the logits to ``logits`` (``(n, k)``):
+    :func:`workspace`; the gradient goes to ``grad`` and the logits to ``logitsT`` (``(k, n)``,
+    class-major like everything after the first layer, so its writes run along the samples):
     buffers the caller reuses, so a mini-batch step allocates nothing of the size of the
     parameters or the batch.
 
@@ -540,7 +541,7 @@ def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, 
             linear_rows(X, rows[r0:r0 + nr], scale, xc, W1, b1, HT)
             if L > 1:
                 _activate(HT, nr, kind, fast)
-            loss += _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, SM[t], g, logits, inv_n)
+            loss += _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, SM[t], g, logitsT, inv_n)
             dZT = _rows(dz[(L - 1) % 2], 0, h1, chunk)
             if c == t:  # this thread's first chunk writes W¹'s gradient
                 grad_rows(dZT, xc, nr, _rows(g, 0, h1, sizes[0]), True)
