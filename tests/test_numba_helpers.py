@@ -124,7 +124,7 @@ def test_the_weight_gradient_assigns_or_accumulates(h, nr):
     np.testing.assert_allclose(G, expected, rtol=1e-4, atol=1e-4)
     start = rng.standard_normal((h, d)).astype(np.float32)
     G[:] = start
-    fused.grad_rows(dZT, X, nr, G, None)
+    fused.grad_rows(dZT, X, nr, G, False)
     np.testing.assert_allclose(G, start + expected, rtol=1e-4, atol=1e-4)
 
 
