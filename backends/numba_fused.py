@@ -2,21 +2,25 @@
 
 One pass over the samples in chunks small enough to stay in L2 (128 images as float32 are
 400 KB of a core's 1 MB): each chunk runs forward and backward while it is in cache, so X is
-read from memory once per epoch instead of twice. Threads each take every T-th chunk, accumulate
-their gradients in a private buffer, and the buffers are summed at the end, in parallel.
+read from memory once per epoch instead of twice. Threads each take every T-th chunk and
+accumulate their gradients privately (thread 0 straight into the caller's buffer); the others'
+are added in at the end, in parallel.
 
-Memory layout: X is ``(n, d)`` row-major (uint8, float32 or float64); the parameters travel as
-one flat vector, layer by layer ``W¹ (h1, d), b¹ (h1,), W² (h2, h1), ...``, so one compiled kernel
-serves every depth and width. The first layer's forward reads each chunk's rows where they lie
-in X, prefetching a few ahead, and converts them to floats once (uint8 scaled by 1/255 on the
-way) for the weight gradient to reuse, so a shuffled mini-batch needs no copy of X. Every scratch buffer starts on a cache line (NumPy only promises 16 bytes, and a 64-byte
-vector load across two lines costs two).
+Memory layout: X is ``(n, d)`` row-major (uint8, float32 or float64). The first layer's weights
+are read where the network keeps them (on a cache line: ``NumbaBackend.asparameter``); the
+other parameters travel as one flat vector and the gradient comes back as one, layer by layer
+``W¹ (h1, d), b¹ (h1,), W² (h2, h1), ...``, so one compiled kernel serves every depth and width.
+The first layer's forward reads each chunk's rows where they lie in X, prefetching a few ahead,
+and converts them to floats once (uint8 scaled by 1/255 on the way) for the weight gradient to
+reuse, so a shuffled mini-batch needs no copy of X. Every scratch buffer starts on a cache line
+(NumPy only promises 16 bytes, and a 64-byte vector load across two lines costs two).
 
 The first layer's products dominate (784 inputs against 16 outputs). They use register tiles:
 4 samples x 4 neurons of scalar accumulators with the reduction over inputs innermost, which
 LLVM vectorises once ``fastmath`` allows it to reorder the sum. The weight-gradient update walks
 two gradient rows per pass over four samples. Both run at about 100 GFLOP/s a core here, what
-OpenBLAS's sgemm reaches on large matrices on the same core.
+OpenBLAS's sgemm reaches on large matrices on the same core. Everything after the first layer
+(:func:`_above_first`) is feature-major, ``(width, chunk)``, so its loops run along the samples.
 """
 
 from __future__ import annotations
