@@ -96,10 +96,11 @@ def plot(rows: list[Row], path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     groups = list(dict.fromkeys(r.group for r in rows))
     heights = [max(2.0, 0.35 * sum(r.group == g for r in rows) + 1) for g in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(len(groups), 1, figsize=(12, sum(heights)), gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, group in zip(axes[:, 0], groups):
         members = sorted((r for r in rows if r.group == group), key=lambda r: r.ms, reverse=True)
         colors = ["#bbbbbb" if r.extrapolated else "#3b75af" for r in members]
@@ -108,6 +109,7 @@ def plot(rows: list[Row], path: str | os.PathLike) -> None:
         base = 10 ** math.floor(math.log10(min(r.ms for r in members)))
         ax.barh([r.label + (" (extrap.)" if r.extrapolated else "") for r in members], [r.ms - base for r in members], left=base, color=colors)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # a narrow range labels its minor ticks, on top of each other
         ax.set_xlim(base, 10 ** math.ceil(math.log10(max(r.ms for r in members) * 3)))  # room for the labels
         ax.set_xlabel("ms (log scale)")
         ax.set_title(textwrap.fill(group or "benchmarks", 50), fontsize=10)
