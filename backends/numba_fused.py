@@ -277,50 +277,43 @@ def _layout(sizes):
     return w_off, b_off, pos
 
 
+@njit(inline="always", **OPTS_UPDATE)
+def _add_weighted_rows(row, c, R, nr):
+    """``row[:nr] += c @ R[:, :nr]``: four rows of R per sweep, so ``row`` is loaded and stored
+    once per four multiply-adds, not every one. The loops run along the samples and vectorise."""
+    m = c.shape[0]
+    k = 0
+    while k + 4 <= m:
+        c0, c1, c2, c3 = c[k], c[k + 1], c[k + 2], c[k + 3]
+        r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
+        for s in range(nr):
+            row[s] += (c0 * r0[s] + c1 * r1[s]) + (c2 * r2[s] + c3 * r3[s])
+        k += 4
+    for kk in range(k, m):
+        ck, rk = c[kk], R[kk]
+        for s in range(nr):
+            row[s] += ck * rk[s]
+
+
 @njit(**OPTS_UPDATE)
 def dense_T(W, b, HT, nr, outT):
     """``outT[:, :nr] = W @ HT[:, :nr] + b``: a small layer, feature-major, so every loop runs
-    along the chunk's samples and vectorises (no per-sample horizontal sums). Four inputs per
-    sweep, so the output row is loaded and stored once per four multiply-adds, not every one."""
-    h, d = W.shape
-    for o in range(h):
-        row = outT[o]
-        bo = b[o]
+    along the chunk's samples and vectorises (no per-sample horizontal sums)."""
+    for o in range(W.shape[0]):
+        row, bo = outT[o], b[o]
         for s in range(nr):
             row[s] = bo
-        j = 0
-        while j + 4 <= d:
-            w0, w1, w2, w3 = W[o, j], W[o, j + 1], W[o, j + 2], W[o, j + 3]
-            x0, x1, x2, x3 = HT[j], HT[j + 1], HT[j + 2], HT[j + 3]
-            for s in range(nr):
-                row[s] += (w0 * x0[s] + w1 * x1[s]) + (w2 * x2[s] + w3 * x3[s])
-            j += 4
-        for jj in range(j, d):
-            w, x = W[o, jj], HT[jj]
-            for s in range(nr):
-                row[s] += w * x[s]
+        _add_weighted_rows(row, W[o], HT, nr)
 
 
 @njit(**OPTS_UPDATE)
 def backprop_T(W, dZT, AT, nr, kind, outT):
-    """``outT[:, :nr] = (W.T @ dZT[:, :nr]) * g'(AT[:, :nr])``: the gradient one layer down,
-    four rows of ``dZT`` per sweep as in :func:`dense_T`."""
-    h, d = W.shape
-    for j in range(d):
+    """``outT[:, :nr] = (W.T @ dZT[:, :nr]) * g'(AT[:, :nr])``: the gradient one layer down."""
+    for j in range(W.shape[1]):
         row = outT[j]
         for s in range(nr):
             row[s] = 0
-        o = 0
-        while o + 4 <= h:
-            w0, w1, w2, w3 = W[o, j], W[o + 1, j], W[o + 2, j], W[o + 3, j]
-            z0, z1, z2, z3 = dZT[o], dZT[o + 1], dZT[o + 2], dZT[o + 3]
-            for s in range(nr):
-                row[s] += (w0 * z0[s] + w1 * z1[s]) + (w2 * z2[s] + w3 * z3[s])
-            o += 4
-        for oo in range(o, h):
-            w, z = W[oo, j], dZT[oo]
-            for s in range(nr):
-                row[s] += w * z[s]
+        _add_weighted_rows(row, W[:, j], dZT, nr)
         a = AT[j]
         for s in range(nr):
             row[s] *= _dg(a[s], kind)
@@ -397,18 +390,6 @@ def _rows(flat, start, n_rows, width):
 
 
 @njit(inline="always", **OPTS)
-def _offsets(sizes, chunk):
-    """Where each layer's W and b sit in the flat gradient (``params`` holds the same minus W¹,
-    which the kernels read in place), and each layer's output in a chunk's activation buffer."""
-    L = len(sizes) - 1
-    w_off, b_off, n_params = _layout(sizes)
-    a_off = np.zeros(L + 1, np.int64)
-    for l in range(L):
-        a_off[l + 1] = a_off[l] + chunk * sizes[l + 1]
-    return w_off, b_off, n_params, a_off, sizes[0] * sizes[1]
-
-
-@njit(inline="always", **OPTS)
 def _activate(HT, nr, kind, fast):
     for j in range(HT.shape[0]):
         row = HT[j]
@@ -417,19 +398,21 @@ def _activate(HT, nr, kind, fast):
 
 
 @njit(**OPTS)
-def _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, sm, g, logitsT, inv_n):
+def _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, chunk, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
     loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
     Adds the gradients of the layers above the first to ``g``.
 
     The chunk is samples ``r0 .. r0+nr`` of the batch, ``rows`` the batch's rows of X and Y;
-    ``act`` holds each layer's output ``(width, chunk)`` at ``a_off``, ``dz`` two dZ buffers that
-    ping-pong down the layers, ``sm`` per-sample softmax scratch.
+    ``w_off, b_off`` are each layer's W and b in the flat gradient (``params`` holds the same
+    minus W¹, which the kernel reads in place); ``act`` holds each layer's output
+    ``(width, chunk)`` at ``a_off``, ``dz`` two dZ buffers that ping-pong down the layers, ``sm``
+    per-sample softmax scratch.
     """
     L = len(sizes) - 1
     k = sizes[L]
-    w_off, b_off, n_params, a_off, skip = _offsets(sizes, chunk)
+    skip = sizes[0] * sizes[1]
     for l in range(1, L):
         W = _rows(params, w_off[l] - skip, sizes[l + 1], sizes[l])
         b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
@@ -509,7 +492,11 @@ def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, 
     n = rows.shape[0]
     L = len(sizes) - 1
     h1 = sizes[1]
-    w_off, b_off, n_params, a_off, skip = _offsets(sizes, chunk)
+    w_off, b_off, n_params = _layout(sizes)
+    a_off = np.zeros(L + 1, np.int64)  # each layer's output in a chunk's activation buffer
+    for l in range(L):
+        a_off[l + 1] = a_off[l] + chunk * sizes[l + 1]
+    skip = sizes[0] * sizes[1]  # params starts after W¹
     b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0] + 1, n_chunks)
@@ -530,7 +517,7 @@ def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, kind, fast, chunk, 
             linear_rows(X, rows[r0:r0 + nr], scale, xc, W1, b1, HT)
             if L > 1:
                 _activate(HT, nr, kind, fast)
-            loss += _above_first(rows, r0, nr, Y, params, sizes, kind, fast, chunk, act, dz, SM[t], g, logitsT, inv_n)
+            loss += _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, chunk, act, dz, SM[t], g, logitsT, inv_n)
             dZT = _rows(dz[(L - 1) % 2], 0, h1, chunk)
             grad_rows(dZT, xc, nr, _rows(g, 0, h1, sizes[0]), c == t)  # a thread's first chunk writes W¹'s
             _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
