@@ -1,7 +1,8 @@
 """Callbacks for :meth:`netcore.trainer.Trainer.fit`: early stopping, checkpoints, a progress bar.
 
-A callback is any object with some of ``on_train_begin(trainer)``, ``on_epoch_end(trainer, log)``
-and ``on_train_end(trainer)``; setting ``trainer.stop_training = True`` ends training after the
+A callback is any object with some of ``on_train_begin(trainer)``, ``on_batch_end(trainer,
+batch_log)`` (after each step, with its loss and logits: a :class:`~netcore.trainer.BatchLog`),
+``on_epoch_end(trainer, log)`` and ``on_train_end(trainer)``; setting ``trainer.stop_training = True`` ends training after the
 current epoch.
 """
 

@@ -76,7 +76,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--epochs", type=_positive_int, default=100, help="epochs in all, counting those of a resumed checkpoint (default 100)")
     train.add_argument("--optimizer", default="sgd", choices=list(DEFAULT_LR), help="sgd (default), momentum, nesterov or adam")
     train.add_argument("--lr", type=float, help="learning rate (default: 1.0 for sgd, the tutorial's; 0.1 with momentum; 0.001 for adam)")
-    train.add_argument("--lr-drop-at", type=int, help="epoch after which the rate is multiplied by 0.1 (default: 75 for full-batch sgd, as in the tutorial; 0 = never)")
+    train.add_argument("--lr-drop-at", type=int, help="multiply the rate by 0.1 once the 0-based epoch exceeds N, the tutorial's `if i > 75` (default: 75 for full-batch sgd, as in the tutorial; 0 = never)")
     train.add_argument("--batch-size", type=_positive_int, help="samples per step (default: the full batch)")
     train.add_argument("--hidden", type=_hidden, default=[16, 16], help="hidden layer widths (default 16,16)")
     train.add_argument("--activation", default="tanh", choices=backends.ACTIVATIONS, help="hidden activation (default tanh)")
@@ -146,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     val_note = f" / {len(data.validation[0])} validation" if data.validation else ""
     print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {X.shape[1]} features, {net.n_classes} classes")
     steps = "full batch" if trainer.batch_size is None else f"batches of {trainer.batch_size}"
-    rate = f"lr {lr:g}" + (f" (x0.1 after epoch {drop})" if drop else "")
+    rate = f"lr {lr:g}" + (f" (x0.1 from epoch {drop + 2})" if drop else "")
     print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, {rate}, {steps}, seed {args.seed}")
     if net.backend.name == "numba":
         print("the first epoch includes compiling the Numba kernels (cached on disk for later runs)")

@@ -36,11 +36,19 @@ class Batch(NamedTuple):
     labels: np.ndarray | None
 
 
-def forward(ops: Backend, layers: Layers, X: Any, activation: str) -> tuple[list[Any], Any]:
-    """The activations ``[A⁰ .. Aᴸ⁻¹]`` of every layer but the last, and the output logits ``Zᴸ``."""
+def forward(ops: Backend, layers: Layers, X: Any, activation: str, Z: list[Any] | None = None) -> tuple[list[Any], Any]:
+    """The activations ``[A⁰ .. Aᴸ⁻¹]`` of every layer but the last, and the output logits ``Zᴸ``.
+
+    Given a list ``Z``, each hidden layer's pre-activation ``Zˡ`` is appended to it (the
+    tutorial's cache keeps them); bias and activation then run as two ops instead of one.
+    """
     A = [X]
     for W, b in layers[:-1]:
-        A.append(ops.dense(A[-1], W, b, activation))
+        if Z is None:
+            A.append(ops.dense(A[-1], W, b, activation))
+        else:
+            Z.append(ops.linear(A[-1], W, b))
+            A.append(ops.activation(ops.copy(Z[-1]), activation))
     W, b = layers[-1]
     return A, ops.linear(A[-1], W, b)
 
@@ -67,15 +75,20 @@ def generic_loss_and_gradients(ops: Backend, layers: Layers, X: Any, Y: Any, act
 INITS = ("tutorial", "glorot")
 
 
-def init_parameters(layer_sizes: Sequence[int], seed: int | None = None, init: str = "tutorial") -> list[tuple[np.ndarray, np.ndarray]]:
+def init_parameters(
+    layer_sizes: Sequence[int], seed: int | None = None, init: str = "tutorial", rng: Any = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Initial ``[(W, b), ...]`` in float64 on the host.
 
     ``"tutorial"``: ``randn(out, in) * 0.1`` per layer in order, zero biases. ``RandomState(seed)``
     draws the same stream as ``np.random.seed(seed)`` without touching the global generator, so
     ``seed=2`` gives the tutorial's parameters exactly.
     ``"glorot"``: scikit-learn's MLP initialisation, W and b uniform in ``±sqrt(6 / (in + out))``.
+    ``rng`` draws instead of ``RandomState(seed)``: anything with ``randn`` and ``uniform``, such
+    as the ``np.random`` module itself, which ``netcore.tutorial`` passes after ``np.random.seed(2)``.
     """
-    rng = np.random.RandomState(seed)
+    if rng is None:
+        rng = np.random.RandomState(seed)
     pairs = list(zip(layer_sizes[:-1], layer_sizes[1:]))
     if init == "tutorial":
         return [(rng.randn(n_out, n_in) * 0.1, np.zeros(n_out)) for n_in, n_out in pairs]

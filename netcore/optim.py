@@ -141,9 +141,11 @@ def get_optimizer(spec: str | Optimizer | dict[str, Any], **kwargs: Any) -> Opti
 
 @dataclass(frozen=True)
 class StepLR:
-    """``lr`` until iteration ``drop_at``, then ``lr * factor``: the tutorial's 1.0 -> 0.1 after 75.
+    """``lr`` up to iteration ``drop_at``, ``lr * factor`` after it: the tutorial's 1.0 -> 0.1.
 
-    ``drop_at=None`` keeps the rate constant.
+    Iterations (epochs) count from 0, as the tutorial's ``i`` in ``if i > 75: learning_rate = 0.1``:
+    ``StepLR(1.0, 75)`` trains iterations 0..75 at 1.0 and 76 on at 0.1. ``drop_at=None`` keeps
+    the rate constant.
     """
 
     lr: float = 1.0
@@ -151,6 +153,6 @@ class StepLR:
     factor: float = 0.1
 
     def __call__(self, iteration: int) -> float:
-        if self.drop_at is not None and iteration >= self.drop_at:
+        if self.drop_at is not None and iteration > self.drop_at:
             return self.lr * self.factor
         return self.lr

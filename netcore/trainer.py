@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,20 @@ class EpochLog:
     lr: float
     val_loss: float | None = None
     val_accuracy: float | None = None
+
+
+class BatchLog(NamedTuple):
+    """One step, as callbacks' ``on_batch_end`` sees it: what the step computed before its update.
+
+    ``logits`` is the backend's array and may be a buffer the next step reuses: read it (or copy
+    it) during the call.
+    """
+
+    epoch: int  # 0-based: the epoch this step belongs to (the tutorial's iteration ``i``)
+    batch: int
+    rows: np.ndarray | None  # the sample rows of this step; None for the whole batch
+    loss: float
+    logits: Any
 
 
 @dataclass
@@ -104,6 +118,7 @@ class Trainer:
         self.stop_training = False
         self._last_good: list | None = None  # parameters last seen to give a finite loss
         self.graph, self._replay = bool(graph), None
+        self._batch_callbacks: list = []
         if self.graph:
             reasons = []
             if not hasattr(net.backend, "capture"):
@@ -132,6 +147,7 @@ class Trainer:
         data = self.net.prepare(X, y)
         val = None if validation_data is None else self.net.prepare(*validation_data)
         self.stop_training = False
+        self._batch_callbacks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
         for cb in callbacks:
             getattr(cb, "on_train_begin", lambda t: None)(self)
         try:
@@ -183,6 +199,8 @@ class Trainer:
                 self._last_good = start_params  # these parameters gave a finite loss
             if grads is not None:
                 self.optimizer.update(ops, net.layers, grads, lr)
+            for on_batch_end in self._batch_callbacks:
+                on_batch_end(self, BatchLog(self.epoch, i, rows, loss, Z))
             total_loss += loss * m
             labels = data.labels if rows is None else data.labels[rows]
             correct += int(np.sum(ops.argmax_rows(Z) == labels))
