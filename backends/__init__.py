@@ -25,11 +25,12 @@ import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from .base import ACTIVATIONS, DTYPES, Backend, BackendUnavailableError, check_dtype
+from .base import ACTIVATIONS, DTYPES, Backend, BackendUnavailableError, activation_code, check_dtype
 
 __all__ = [
     "ACTIVATIONS",
     "DTYPES",
+    "activation_code",
     "Availability",
     "Backend",
     "BackendUnavailableError",

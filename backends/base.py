@@ -8,12 +8,15 @@ overrides only the ops it can do better.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-#: Hidden-layer activations every backend implements (the output is always softmax).
-ACTIVATIONS = ("tanh", "relu", "sigmoid")
+#: The hidden activations every backend implements (the output is always softmax), each with the
+#: integer code that compiled kernels switch on: one table for every backend.
+ACTIVATIONS: dict[str, int] = {"tanh": 0, "relu": 1, "sigmoid": 2}
+TANH, RELU, SIGMOID = ACTIVATIONS["tanh"], ACTIVATIONS["relu"], ACTIVATIONS["sigmoid"]
 
 #: Compute dtypes a backend can be bound to.
 DTYPES = ("float32", "float64")
@@ -21,6 +24,14 @@ DTYPES = ("float32", "float64")
 
 class BackendUnavailableError(RuntimeError):
     """An explicitly requested backend cannot run here; the message says why and how to fix it."""
+
+
+def activation_code(kind: str) -> int:
+    """The kernel code of a hidden activation; the one place an unknown name is refused."""
+    try:
+        return ACTIVATIONS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}") from None
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -116,6 +127,7 @@ class Backend:
     def activation(self, z: Any, kind: str) -> Any:
         """``g(z)`` for a hidden activation; may reuse ``z``'s memory."""
         xp = self.xp
+        activation_code(kind)
         if kind == "tanh":
             # Not in place: NumPy's SIMD tanh rounds differently with out=z, and this path is
             # held bit for bit to the tutorial's np.tanh(Z).
@@ -126,7 +138,6 @@ class Backend:
             # 1 / (1 + e^-z) overflows to inf in the exp for z << 0 and still gives the right 0.
             with np.errstate(over="ignore"):
                 return xp.reciprocal(xp.exp(-z) + 1, out=z)
-        raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         """A hidden layer's output ``g(a @ w.T + b)``; backends fuse bias and activation here."""
@@ -137,14 +148,13 @@ class Backend:
 
         tanh' = 1 - a², sigmoid' = a (1 - a), relu' = [a > 0]: no pre-activation is kept.
         """
+        activation_code(kind)
         if kind == "tanh":
             grad *= 1 - a * a
         elif kind == "relu":
             grad *= a > 0
         elif kind == "sigmoid":
             grad *= a * (1 - a)
-        else:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
         return grad
 
     # -- output layer and loss ----------------------------------------------------
@@ -204,15 +214,36 @@ class Backend:
     def zeros_like(self, x: Any) -> Any:
         return self.xp.zeros_like(x)
 
-    # -- fused paths -----------------------------------------------------------------
-    def fused_loss_and_gradients(self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None = None) -> tuple | None:
-        """``(loss, grads, logits)`` of the batch ``X[rows]`` (all rows if None) in one op, or None.
+    # -- optional capabilities ----------------------------------------------------------
+    # Declared here with their generic behaviour; a backend overrides what it does better and
+    # calls super() for the cases its kernels do not cover.
+    def loss_and_gradients(self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None, generic: Callable) -> tuple[Any, list, Any]:
+        """``(loss, grads, logits)`` of the batch ``X[rows]`` (all rows if None): the whole step's math.
 
-        A backend overrides this when it can do the whole batch better than op by op; the result
-        must equal the generic forward/backward in :mod:`netcore.network` (the tests hold it to
-        that). None means "no fused path here": the network then runs the generic one.
+        ``generic(ops, layers, X, Y, activation)`` is the network's op-by-op forward/backward (the
+        backends know no networks, so the network hands it in); this default runs it. A backend
+        with a fused pass overrides this, and its results must equal ``generic``'s (the tests
+        hold them to it).
+
+        Ownership: ``grads`` and ``logits`` may live in buffers that the next call on this
+        backend overwrites (so a step allocates nothing); use or copy them before calling again.
+        The loss is a backend scalar (read it with :meth:`to_float`).
         """
-        return None
+        if rows is not None:
+            X, Y = self.take_rows(X, rows), self.take_rows(Y, rows)
+        return generic(self, layers, X, Y, activation)
+
+    def capture_limits(self, *, full_batch: bool, stateless: bool, l2: float) -> list[str]:
+        """Why a training step with these settings cannot be recorded and replayed with
+        :meth:`capture` (empty when it can). ``stateless``: the update rule reads no step count
+        (plain SGD or momentum, not Adam)."""
+        return [f"the {self.name} backend cannot record a step for replay (CUDA graphs: use cupy)"]
+
+    def capture(self, step: Callable[[], Any]) -> tuple[Any, Callable[[], Any]]:
+        """Run ``step`` once and record it: ``(first result, replay)``, where ``replay()`` runs the
+        recorded step again, ordered after all work queued before it, and returns its results.
+        Only where :meth:`capture_limits` is empty."""
+        raise NotImplementedError(" ".join(self.capture_limits(full_batch=True, stateless=True, l2=0.0)))
 
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:

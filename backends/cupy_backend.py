@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ACTIVATIONS, Backend
+from .base import Backend, activation_code
 
 INSTALL_HINT = (
     "install the CuPy build matching your CUDA driver: pip install 'netcore[cuda12]' (cupy-cuda12x) "
@@ -125,8 +125,7 @@ class CupyBackend(Backend):
         }
 
     def _kernel(self, cache: dict, bodies: dict, kind: str, params_in: str, params_out: str) -> Any:
-        if kind not in bodies:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
+        activation_code(kind)
         if kind not in cache:
             cache[kind] = self.xp.ElementwiseKernel(params_in, params_out, bodies[kind], f"netcore_{kind}_{params_out[-1]}")
         return cache[kind]
@@ -171,6 +170,16 @@ class CupyBackend(Backend):
             "m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * g * g; p -= lr * m / (sqrt(v) + eps)",
         )
         kernel(grad, t(lr), t(beta1), t(beta2), t(eps), param, m, v)
+
+    def capture_limits(self, *, full_batch: bool, stateless: bool, l2: float) -> list[str]:
+        reasons = []
+        if not full_batch:
+            reasons.append("it replays full-batch steps only (batch_size=None)")
+        if not stateless:
+            reasons.append("Adam's step size changes every step, which a recording would freeze (use sgd)")
+        if l2:
+            reasons.append("the L2 penalty reads its value back every step (use l2=0)")
+        return reasons
 
     def capture(self, step) -> tuple[Any, Any]:
         """Run ``step`` once, then record its kernels as a CUDA graph: ``(first result, replay)``.

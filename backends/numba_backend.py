@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ACTIVATIONS, Backend
+from .base import Backend, activation_code
 
 log = logging.getLogger("netcore")
 
@@ -85,10 +85,7 @@ class NumbaBackend(Backend):
         }
 
     def _kind(self, kind: str) -> int:
-        try:
-            return self.k.KINDS[kind]
-        except KeyError:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+        return activation_code(kind)
 
     def asarray(self, x: Any) -> np.ndarray:
         # Kernels are compiled for C-contiguous arrays; one copy here beats a slow layout later.
@@ -140,11 +137,11 @@ class NumbaBackend(Backend):
         """uint8 intensities as floats in 0..1, the way the fused kernel reads them."""
         return X * self._scale_of(X)
 
-    def fused_loss_and_gradients(self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None = None) -> tuple:
+    def loss_and_gradients(self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None, generic) -> tuple:
         """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`.
 
         The gradients and logits live in buffers reused by the next call of the same shape (so a
-        mini-batch step allocates nothing): use them, or copy them, before calling again.
+        mini-batch step allocates nothing), as the contract allows.
         """
         import numba
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ACTIVATIONS, Backend
+from .base import Backend, activation_code
 
 INSTALL_HINT = "install it with: pip install 'netcore[numba-cuda]' (the numba-cuda package)"
 
@@ -73,9 +73,7 @@ class NumbaCudaBackend(Backend):
         kernel[self.m.blocks(n), self.m.THREADS](*args)
 
     def _kind(self, kind: str) -> int:
-        if kind not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
-        return {"tanh": self.m.TANH, "relu": self.m.RELU, "sigmoid": self.m.SIGMOID}[kind]
+        return activation_code(kind)
 
     def _empty(self, shape, dtype=None) -> Any:
         return self.cuda.device_array(shape, dtype=dtype or self.dtype)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ACTIVATIONS, Backend
+from .base import Backend, activation_code
 
 Matrix = list[list[float]]
 Vector = list[float]
@@ -108,15 +108,14 @@ class PythonBackend(Backend):
                 e = math.exp(v)
                 return e / (1.0 + e)
         else:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
+            activation_code(kind)  # refuses the unknown name
         for row in z:
             for j, v in enumerate(row):
                 row[j] = f(v)
         return z
 
     def activation_backward(self, a: Matrix, grad: Matrix, kind: str) -> Matrix:
-        if kind not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}")
+        activation_code(kind)
         for a_row, g_row in zip(a, grad):
             for j, a_j in enumerate(a_row):
                 if kind == "tanh":

@@ -228,13 +228,7 @@ class MLP:
         forward/backward does. The loss stays a backend scalar. A fused op may reuse its output
         buffers on the next call: consume (or copy) the results first.
         """
-        ops = self.backend
-        fused = ops.fused_loss_and_gradients(self.layers, X, Y, self.activation, rows)
-        if fused is not None:
-            return fused
-        if rows is not None:
-            X, Y = ops.take_rows(X, rows), ops.take_rows(Y, rows)
-        return generic_loss_and_gradients(ops, self.layers, X, Y, self.activation)
+        return self.backend.loss_and_gradients(self.layers, X, Y, self.activation, rows, generic_loss_and_gradients)
 
     def train_step(self, X: Any, Y: Any, lr: float, rows: np.ndarray | None = None) -> tuple[Any, Any]:
         """One gradient-descent step on prepared data; returns the loss and logits before it."""

@@ -120,17 +120,13 @@ class Trainer:
         self.graph, self._replay = bool(graph), None
         self._batch_callbacks: list = []
         if self.graph:
-            reasons = []
-            if not hasattr(net.backend, "capture"):
-                reasons.append(f"the {net.backend.name} backend cannot record CUDA graphs (use cupy)")
-            if self.batch_size is not None:
-                reasons.append("it replays full-batch steps only (batch_size=None)")
-            if not isinstance(self.optimizer, SGD):
-                reasons.append("Adam's step size changes every step, which a recording would freeze (use sgd)")
-            if self.l2:
-                reasons.append("the L2 penalty reads its value back every step (use l2=0)")
-            if reasons:
-                raise ValueError("graph=True is not possible here: " + "; ".join(reasons))
+            self._check_capture()
+
+    def _check_capture(self) -> None:
+        """graph=True only where the backend can record this trainer's step (its rules, not ours)."""
+        reasons = self.net.backend.capture_limits(full_batch=self.batch_size is None, stateless=isinstance(self.optimizer, SGD), l2=self.l2)
+        if reasons:
+            raise ValueError("graph=True is not possible here: " + "; ".join(reasons))
 
     # -- the loop -----------------------------------------------------------------------
     def fit(

@@ -213,5 +213,7 @@ def test_step_schedule_and_history_fields(rng):
 
 
 def test_graph_on_a_cpu_backend_is_refused():
-    with pytest.raises(ValueError, match="the numpy backend cannot record CUDA graphs"):
+    with pytest.raises(ValueError, match="the numpy backend cannot record a step for replay"):
         Trainer(MLP([4, 3], backend="numpy"), graph=True)
+    with pytest.raises(NotImplementedError, match="the numpy backend cannot record a step for replay"):
+        backends.get_backend("numpy").capture(lambda: None)
