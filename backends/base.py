@@ -194,6 +194,10 @@ class Backend:
         """``sum(a**2)`` over every element (for the L2 penalty)."""
         return (a * a).sum()
 
+    def all_finite(self, a: Any) -> bool:
+        """Whether every element is finite (no NaN or infinity), as a host bool."""
+        return bool(self.xp.isfinite(a).all())
+
     def scale(self, a: Any, s: float) -> Any:
         """``s * a``; may reuse ``a``'s memory."""
         a *= s

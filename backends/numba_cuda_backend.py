@@ -181,6 +181,9 @@ class NumbaCudaBackend(Backend):
         self._launch(self.k.square, a.size, a.reshape(-1), sq)
         return self._sum(sq, 1.0)
 
+    def all_finite(self, a: Any) -> bool:
+        return bool(np.isfinite(self.to_numpy(a)).all())  # parameters: kilobytes, once an epoch
+
     def scale(self, a: Any, s: float) -> Any:
         self._launch(self.k.scale, a.size, a.reshape(-1), s)
         return a

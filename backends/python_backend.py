@@ -170,6 +170,9 @@ class PythonBackend(Backend):
                 total += v * v
         return total
 
+    def all_finite(self, a: Any) -> bool:
+        return all(math.isfinite(v) for row in (a if _is_matrix(a) else [a]) for v in row)
+
     def scale(self, a: Any, s: float) -> Any:
         rows = a if _is_matrix(a) else [a]
         for row in rows:

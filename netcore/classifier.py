@@ -206,7 +206,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             momentum = self.momentum if self.solver == "sgd" else 0.0
             optimizer = SGD(self.learning_rate_init, momentum=momentum, nesterov=self.nesterovs_momentum and momentum > 0)
-        self.trainer_ = Trainer(self.net_, optimizer, l2=self.alpha, shuffle=self.shuffle, seed=seed)
+        self.trainer_ = Trainer(self.net_, optimizer, l2=self.alpha, shuffle=self.shuffle, seed=seed, divergence_factor=None)
         self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
         self.best_loss_, self._no_improvement = np.inf, 0
         self.n_layers_, self.n_outputs_, self.out_activation_ = len(hidden) + 2, len(self.classes_), "softmax"

@@ -14,6 +14,7 @@ Notation follows the tutorial, with samples as rows (``m`` of them):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -188,13 +189,20 @@ class MLP:
         return out
 
     def load_parameter_arrays(self, arrays: dict[str, np.ndarray], meta: dict[str, Any], source: str = "checkpoint") -> None:
-        """Load parameters saved from a network of the same architecture and dtype."""
-        mine, theirs = self.describe(), {k: meta.get(k) for k in ("layer_sizes", "activation", "dtype")}
-        if mine != theirs:
+        """Load parameters saved from a network of the same architecture, in any dtype.
+
+        They are converted to this network's dtype (a float32 checkpoint loads into the float64-only
+        python backend), with a warning when that loses precision.
+        """
+        keys = ("layer_sizes", "activation")
+        mine, theirs = self.describe(), {k: meta.get(k) for k in (*keys, "dtype")}
+        if [mine[k] for k in keys] != [theirs[k] for k in keys]:
             raise checkpoint.CheckpointError(
-                f"{source} holds a {theirs['layer_sizes']} {theirs['activation']} {theirs['dtype']} network; "
-                f"it cannot load into this {mine['layer_sizes']} {mine['activation']} {mine['dtype']} one"
+                f"{source} holds a {theirs['layer_sizes']} {theirs['activation']} network; "
+                f"it cannot load into this {mine['layer_sizes']} {mine['activation']} one"
             )
+        if np.dtype(theirs["dtype"] or "float64").itemsize > self.dtype.itemsize:
+            warnings.warn(f"{source} holds {theirs['dtype']} parameters; loading them as {self.dtype.name} rounds them", stacklevel=3)
         self.set_parameters([(arrays[f"W{l}"], arrays[f"b{l}"]) for l in range(1, len(self.layers) + 1)])
 
     def save(self, path: str) -> None:

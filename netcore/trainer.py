@@ -10,19 +10,29 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from . import checkpoint
-from .network import MLP, Batch
+from .network import MLP, Batch, Layers
 from .optim import SGD, Adam, Optimizer, StepLR, get_optimizer
 
 
 class TrainingDivergedError(ArithmeticError):
-    """The loss stopped being finite; the message says when and what to try."""
+    """Training diverged; the message says when and what to try.
+
+    Diverged means: a step's loss, the validation loss or a parameter is not finite, or a step's
+    loss exceeds ``DIVERGENCE_FACTOR`` times ``max(first loss of this fit, 1)`` (finite but useless:
+    a rate of 1e6 gives losses near 1e6-1e70, not NaN). The network then keeps the last parameters
+    that gave a finite loss, so nothing non-finite is ever saved.
+    """
+
+
+DIVERGENCE_FACTOR = 1e3
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,52 @@ class History:
         return {k: self[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")}
 
 
+# -- where gradients come from ----------------------------------------------------------------
+class StepResult(NamedTuple):
+    """One step's results from a gradient source, before the update."""
+
+    loss: float  # mean loss over the step's rows (without the L2 penalty)
+    grads: Layers | None  # mean gradients, on the trainer's backend; None if the step already updated
+    correct: int  # rows whose most probable class was right
+    logits: Any  # the rows' logits on the backend, where the source has them (else None)
+
+
+class GradientSource(Protocol):
+    """What :meth:`Trainer.fit_source` trains on: how many samples there are, and the loss and
+    gradients of any subset of them at the network's current parameters."""
+
+    n_samples: int
+
+    def step(self, rows: np.ndarray | None) -> StepResult: ...
+
+
+class LocalGradients:
+    """Gradients computed here, on data already moved to the network's backend (once)."""
+
+    def __init__(self, net: MLP, data: Batch) -> None:
+        self.net, self.data = net, data
+        self.n_samples = len(data.labels)
+
+    def count_correct(self, logits: Any, rows: np.ndarray | None) -> int:
+        labels = self.data.labels if rows is None else self.data.labels[rows]
+        return int(np.sum(self.net.backend.argmax_rows(logits) == labels))
+
+    def step(self, rows: np.ndarray | None) -> StepResult:
+        loss, grads, Z = self.net.loss_and_gradients(self.data.X, self.data.Y, rows)
+        return StepResult(self.net.backend.to_float(loss), grads, self.count_correct(Z, rows), Z)
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _optimizer_kind(opt: Optimizer) -> str:
+    """``adam``, ``sgd``, ``sgd with momentum`` or ``sgd with nesterov momentum``: what a run cannot switch."""
+    if isinstance(opt, SGD) and opt.momentum:
+        return "sgd with nesterov momentum" if opt.nesterov else "sgd with momentum"
+    return opt.name
 
 
 class Trainer:
@@ -89,6 +141,9 @@ class Trainer:
     l2 : L2 penalty ``alpha``: adds ``alpha/2 * sum(W**2) / batch`` to the loss, as scikit-learn does.
     shuffle : draw a new sample order every epoch (mini-batch only).
     seed : seeds the shuffling, so runs are reproducible.
+    divergence_factor : a step's loss above this many times ``max(first loss of the fit, 1)``
+        counts as divergence (see :class:`TrainingDivergedError`); None checks finiteness only,
+        as scikit-learn does (its estimators use that).
     graph : replay each full-batch step as one recorded CUDA graph (cupy backend; plain SGD or
         momentum, full batch, no L2): one launch per epoch instead of dozens.
     """
@@ -103,6 +158,7 @@ class Trainer:
         l2: float = 0.0,
         shuffle: bool = True,
         seed: int | None = None,
+        divergence_factor: float | None = DIVERGENCE_FACTOR,
         graph: bool = False,
     ) -> None:
         self.net = net
@@ -117,6 +173,7 @@ class Trainer:
         self.history = History()
         self.stop_training = False
         self._last_good: list | None = None  # parameters last seen to give a finite loss
+        self.divergence_factor = divergence_factor
         self.graph, self._replay = bool(graph), None
         self._batch_callbacks: list = []
         if self.graph:
@@ -137,18 +194,43 @@ class Trainer:
         validation_data: tuple[Any, Any] | None = None,
         callbacks: Sequence[Any] = (),
     ) -> History:
-        """Train until ``epochs`` epochs are done in all (Keras' meaning: a trainer restored from a
-        checkpoint at epoch 6 and asked for 10 runs 4 more). Returns the history."""
+        """Train on ``(X, y)`` until ``epochs`` epochs are done in all; returns the history.
+
+        ``epochs`` counts every epoch this trainer has run, as Keras' ``epochs`` with
+        ``initial_epoch``: a trainer restored from a checkpoint at epoch 6 and asked for 10 runs 4
+        more, and a second ``fit(..., epochs=10)`` after a first one runs none, with a warning
+        saying so (ask for ``trainer.epoch + k`` to train ``k`` more).
+        """
+        return self.fit_source(LocalGradients(self.net, self.net.prepare(X, y)), epochs, validation_data, callbacks)
+
+    def fit_source(
+        self,
+        source: GradientSource,
+        epochs: int,
+        validation_data: tuple[Any, Any] | None = None,
+        callbacks: Sequence[Any] = (),
+    ) -> History:
+        """The training loop, for gradients from any source (this process, Dask workers, ...).
+
+        Everything else is the same whatever the source: the batch order, the rate schedule, the
+        L2 penalty, the divergence check, validation, callbacks and the history.
+        """
         self.target_epochs = epochs = _positive_int(epochs, "epochs")
-        data = self.net.prepare(X, y)
+        if self.epoch >= epochs:
+            warnings.warn(
+                f"this trainer has already run {self.epoch} epochs, so fit(epochs={epochs}) trains none: epochs counts "
+                f"every epoch in all (ask for epochs={self.epoch + epochs} to train {epochs} more)",
+                stacklevel=3,
+            )
         val = None if validation_data is None else self.net.prepare(*validation_data)
         self.stop_training = False
+        self._first_loss: float | None = None
         self._batch_callbacks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
         for cb in callbacks:
             getattr(cb, "on_train_begin", lambda t: None)(self)
         try:
             while self.epoch < epochs and not self.stop_training:
-                log = self._epoch(data, val)
+                log = self._epoch(source, val)
                 self.epoch += 1
                 self.history.epochs.append(log)
                 for cb in callbacks:
@@ -165,47 +247,67 @@ class Trainer:
         ops = self.net.backend
         return [(ops.copy(W), ops.copy(b)) for W, b in self.net.layers]
 
-    def _epoch(self, data: Batch, val: Batch | None) -> EpochLog:
-        net, ops = self.net, self.net.backend
-        n = len(data.labels)
-        lr = self.current_lr()
+    def _batches(self, n: int) -> list[np.ndarray | None]:
+        """This epoch's steps: all rows at once (None), or mini-batches in a fresh seeded order."""
         if self.batch_size is None or self.batch_size >= n:
-            batches = [None]
-        else:
-            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-            batches = [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+            return [None]
+        order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+        return [order[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+
+    def _epoch(self, source: GradientSource, val: Batch | None) -> EpochLog:
+        net, ops = self.net, self.net.backend
+        n = source.n_samples
+        lr = self.current_lr()
+        batches = self._batches(n)
         start_params = self._snapshot()
         if self._last_good is None:
             self._last_good = start_params
         start = time.perf_counter()
         total_loss, correct = 0.0, 0
         for i, rows in enumerate(batches):
-            if self.graph:
-                loss, Z = self._graph_step(data, lr)
-                grads = None
+            if self.graph:  # a recorded step: it has already updated the parameters
+                loss, Z = self._graph_step(source.data, lr)
+                step = StepResult(ops.to_float(loss), None, source.count_correct(Z, rows), Z)
             else:
-                loss, grads, Z = net.loss_and_gradients(data.X, data.Y, rows)
-            loss = ops.to_float(loss)
+                step = source.step(rows)
+            loss = step.loss
             m = n if rows is None else len(rows)
             if self.l2:
-                loss += self._l2_penalty(grads, m)
-            if not math.isfinite(loss):
-                self._diverged(loss, lr, i, len(batches))
+                loss += self._l2_penalty(step.grads, m)
+            self._check_loss(loss, lr, i, len(batches))
             if i == 0:
                 self._last_good = start_params  # these parameters gave a finite loss
-            if grads is not None:
-                self.optimizer.update(ops, net.layers, grads, lr)
+            if step.grads is not None:
+                self.optimizer.update(ops, net.layers, step.grads, lr)
             for on_batch_end in self._batch_callbacks:
-                on_batch_end(self, BatchLog(self.epoch, i, rows, loss, Z))
+                on_batch_end(self, BatchLog(self.epoch, i, rows, loss, step.logits))
             total_loss += loss * m
-            labels = data.labels if rows is None else data.labels[rows]
-            correct += int(np.sum(ops.argmax_rows(Z) == labels))
+            correct += step.correct
         seconds = time.perf_counter() - start
+        if not self._parameters_finite():
+            self._diverged("the parameters", "stopped being finite", lr)
         log = EpochLog(self.epoch + 1, total_loss / n, correct / n, seconds, lr)
         if val is not None:
             val_loss, val_acc = self._evaluate(val)
+            if not math.isfinite(val_loss):
+                self._diverged("the validation loss", f"became {val_loss}", lr)
             log = replace(log, val_loss=val_loss, val_accuracy=val_acc)
         return log
+
+    def _check_loss(self, loss: float, lr: float, batch: int, n_batches: int) -> None:
+        """Divergence by the loss: not finite, or orders of magnitude above where this fit began."""
+        if self._first_loss is None and math.isfinite(loss):
+            self._first_loss = loss
+        where = f", batch {batch + 1} of {n_batches}" if n_batches > 1 else ""
+        if not math.isfinite(loss):
+            self._diverged("the loss", f"became {loss}", lr, where)
+        factor = self.divergence_factor
+        if factor is not None and loss > factor * max(self._first_loss, 1.0):
+            self._diverged("the loss", f"reached {loss:.4g}, over {factor:g} times its first value in this fit ({self._first_loss:.4g})", lr, where)
+
+    def _parameters_finite(self) -> bool:
+        ops = self.net.backend
+        return all(ops.all_finite(p) for layer in self.net.layers for p in layer)
 
     def _graph_step(self, data: Batch, lr: float) -> tuple[Any, Any]:
         """One full-batch step from the recorded graph; recorded again when the rate, the data or
@@ -233,12 +335,11 @@ class Trainer:
             penalty += ops.to_float(ops.sum_squares(W))
         return 0.5 * self.l2 * penalty / m
 
-    def _diverged(self, loss: float, lr: float, batch: int, n_batches: int) -> None:
+    def _diverged(self, what: str, how: str, lr: float, where: str = "") -> None:
         ops = self.net.backend
         self.net.layers = [(ops.copy(W), ops.copy(b)) for W, b in self._last_good]
-        where = f"epoch {self.epoch + 1}" + (f", batch {batch + 1} of {n_batches}" if n_batches > 1 else "")
         raise TrainingDivergedError(
-            f"the loss became {loss} at {where}: training diverged. The network keeps the last parameters "
+            f"{what} {how} at epoch {self.epoch + 1}{where}: training diverged. The network keeps the last parameters "
             f"that gave a finite loss. Try a smaller learning rate (this epoch used {lr:g})."
         )
 
@@ -261,8 +362,14 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: str) -> None:
-        """Network, optimizer state, epoch, history and shuffling RNG position, in one atomic ``.npz``."""
+        """Network, optimizer state, epoch, history and shuffling RNG position, in one atomic ``.npz``.
+
+        Parameters that are not finite are refused (a diverged run restores its last finite
+        parameters before it stops, so this only guards against parameters set from outside).
+        """
         ops = self.net.backend
+        if not self._parameters_finite():
+            raise ValueError(f"not saving {path}: the network's parameters are not all finite")
         arrays = self.net.parameter_arrays()
         arrays.update({f"opt_{k}": v for k, v in self.optimizer.state(ops).items()})
         _, keys, pos, has_gauss, gauss = self.rng.get_state()
@@ -279,12 +386,23 @@ class Trainer:
         checkpoint.save(path, arrays, meta)
 
     def restore(self, path: str) -> Trainer:
-        """Load a checkpoint into this trainer; its network must have the same architecture and dtype."""
+        """Load a checkpoint into this trainer, which continues that run.
+
+        The network must have the checkpoint's architecture (its dtype may differ: the parameters
+        are converted, with a warning where precision is lost). The optimizer must be of the same
+        kind (a run saved with Adam cannot silently continue with SGD); its hyperparameters and
+        state, the epoch, the shuffling position and the history come from the checkpoint.
+        """
         arrays, meta = checkpoint.load(path)
         if meta.get("kind") != "trainer":
             raise checkpoint.CheckpointError(f"{path} holds a network without training state; load it with MLP.load")
-        self.net.load_parameter_arrays(arrays, meta, str(path))
         opt = get_optimizer(meta["optimizer"])
+        if _optimizer_kind(opt) != _optimizer_kind(self.optimizer):
+            raise checkpoint.CheckpointError(
+                f"{path} was trained with {_optimizer_kind(opt)}, but this trainer uses {_optimizer_kind(self.optimizer)}; "
+                f"build the Trainer with the same optimizer, or use Trainer.load({str(path)!r})"
+            )
+        self.net.load_parameter_arrays(arrays, meta, str(path))
         opt.load_state(self.net.backend, {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")})
         self.optimizer = opt
         rng = meta["rng"]
@@ -301,7 +419,7 @@ class Trainer:
         """A trainer (and its network) rebuilt from a checkpoint, ready to ``fit`` on."""
         _, meta = checkpoint.load(path)
         net = MLP(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"])
-        return cls(net, schedule=schedule).restore(path)
+        return cls(net, meta["optimizer"], schedule=schedule).restore(path)
 
 
 def train_full_batch(

@@ -107,3 +107,10 @@ def test_unknown_activation_is_rejected(backend_name):
 def test_unsupported_dtype_is_rejected():
     with pytest.raises(ValueError, match="unsupported dtype 'int32'"):
         backends.get_backend("numpy", "int32")
+
+
+def test_all_finite_sees_nan_and_infinity(backend_name):
+    ops = backends.get_backend(backend_name, "float64")
+    assert ops.all_finite(ops.asarray(np.array([[1e300, -2.0]])))
+    for bad in (np.nan, np.inf, -np.inf):
+        assert not ops.all_finite(ops.asarray(np.array([[0.0, bad]])))

@@ -136,15 +136,15 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint(rng, tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary file left
 
 
-def test_loading_into_another_architecture_or_dtype_is_a_clear_error(rng, tmp_path):
+def test_loading_into_another_architecture_is_a_clear_error(rng, tmp_path):
     path, net_path = str(tmp_path / "trainer.npz"), str(tmp_path / "net.npz")
     Trainer(MLP([6, 4, 3], backend="numpy", dtype="float32", seed=0)).save(path)
     MLP([6, 4, 3], backend="numpy", dtype="float32", seed=0).save(net_path)
     assert MLP.load(path).layer_sizes == (6, 4, 3) and MLP.load(net_path).dtype == "float32"
-    with pytest.raises(CheckpointError, match=r"holds a \[6, 4, 3\] tanh float32 network; it cannot load into this \[6, 5, 3\] tanh float32 one"):
+    with pytest.raises(CheckpointError, match=r"holds a \[6, 4, 3\] tanh network; it cannot load into this \[6, 5, 3\] tanh one"):
         Trainer(MLP([6, 5, 3], backend="numpy", dtype="float32")).restore(path)
-    with pytest.raises(CheckpointError, match="float32 network; it cannot load into this .* float64 one"):
-        Trainer(MLP([6, 4, 3], backend="numpy", dtype="float64")).restore(path)
+    with pytest.raises(CheckpointError, match=r"holds a \[6, 4, 3\] tanh network; it cannot load into this \[6, 4, 3\] relu one"):
+        Trainer(MLP([6, 4, 3], "relu", backend="numpy", dtype="float32")).restore(path)
     with pytest.raises(CheckpointError, match="holds a network without training state; load it with MLP.load"):
         Trainer(MLP([6, 4, 3], backend="numpy", dtype="float32")).restore(net_path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
@@ -156,7 +156,7 @@ def test_divergence_stops_with_the_epoch_and_keeps_finite_parameters(backend_nam
     X, y = separable(rng)
     net = MLP([6, 8, 8, 3], "relu", backend=backend_name, dtype="float64", seed=0)
     trainer = Trainer(net, "sgd", lr=1e200)
-    with pytest.raises(TrainingDivergedError, match=r"the loss became (nan|inf) at epoch \d+: training diverged.*Try a smaller learning rate \(this epoch used 1e\+200\)"):
+    with pytest.raises(TrainingDivergedError, match=r"the loss (became (nan|inf)|reached .*, over 1000 times its first value in this fit .*) at epoch \d+: training diverged.*Try a smaller learning rate \(this epoch used 1e\+200\)"):
         trainer.fit(X, y, 50)
     params = net.get_parameters()
     assert all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
