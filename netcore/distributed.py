@@ -7,25 +7,29 @@ machine), the sums are added pairwise as a tree, the driver applies the update, 
 parameters go back out. The result equals a one-process run up to the order of the sums.
 
 Partitions are *recipes*, not arrays: a worker reads its own rows of an IDX or ``.npy`` file
-from a path every worker can see, so the data never passes through the driver. If a worker
-dies, Dask runs the recipe again on another worker and training continues.
+from a path every worker can see, so the data never passes through the driver. Each partition
+lives in a Dask actor (:class:`Shard`) that keeps its rows and a network between steps, so a
+step is one message each way per partition. If a worker dies, its shards are rebuilt from
+their recipes on another worker and training continues. The loop is :class:`~netcore.Trainer`'s;
+this module only supplies where the gradients come from.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .datasets import IDXFormatError, open_idx, read_idx_header
 from .network import MLP
-from .optim import Optimizer, get_optimizer
-from .trainer import EpochLog, History
+from .optim import Optimizer
+from .trainer import EpochLog, History, StepResult, Trainer
 
 
 # -- partitions: where a worker finds its rows ---------------------------------------------------
@@ -87,50 +91,42 @@ def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 # -- what runs on a worker ---------------------------------------------------------------------------
-def _load(recipe: Any) -> tuple[np.ndarray, np.ndarray]:
-    return recipe.load()
+class Shard:
+    """One partition, living on one worker for the whole run (a Dask actor): its rows, moved to
+    the worker's backend once, and a network to compute their gradients with. A step is then one
+    message each way: the parameters in, the gradient sums out."""
 
+    def __init__(self, part: Any, config: dict) -> None:
+        X, y = part.load() if hasattr(part, "load") and not isinstance(part, tuple) else part
+        self.net = MLP(config["layer_sizes"], config["activation"], backend=config["backend"], dtype=config["dtype"])
+        self.batch = self.net.prepare(np.asarray(X).reshape(len(X), -1), np.asarray(y))
+        self.n = len(self.batch.labels)
 
-_WORKER_STATE: dict[Any, Any] = {}
-TREE_ABOVE = 4  # up to this many partial sums go straight to the driver; more are reduced as a tree  # per worker process: networks and prepared partitions
+    def size(self) -> int:
+        return self.n
 
-
-def _partition_gradient(part: tuple[np.ndarray, np.ndarray], key: str, config: dict, params: list, rows: np.ndarray | None) -> dict:
-    """Gradient *sums* (not means) of one partition, or of its rows ``rows``, with the worker's backend."""
-    start = time.perf_counter()
-    net_key = (config["layer_sizes"], config["activation"], config["backend"], config["dtype"])
-    net = _WORKER_STATE.get(net_key)
-    if net is None:
-        net = _WORKER_STATE[net_key] = MLP(config["layer_sizes"], config["activation"], backend=config["backend"], dtype=config["dtype"])
-    net.set_parameters(params)
-    batch = _WORKER_STATE.get((key, net_key))
-    if batch is None:  # prepared once per partition and worker, then reused every step
-        batch = _WORKER_STATE[(key, net_key)] = net.prepare(*part)
-    if rows is not None and len(rows) == 0:
-        return {"n": 0, "loss": 0.0, "correct": 0, "grads": [(np.zeros_like(W), np.zeros_like(b)) for W, b in params], "seconds": 0.0}
-    ops = net.backend
-    loss, grads, Z = net.loss_and_gradients(batch.X, batch.Y, rows)
-    m = len(batch.labels) if rows is None else len(rows)
-    labels = batch.labels if rows is None else batch.labels[rows]
-    return {
-        "n": m,
-        "loss": ops.to_float(loss) * m,
-        "correct": int(np.sum(ops.argmax_rows(Z) == labels)),
-        "grads": [(ops.to_numpy(dW) * m, ops.to_numpy(db) * m) for dW, db in grads],
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _forget(keys: list[str]) -> int:
-    """Drop a finished trainer's prepared partitions from this worker's cache."""
-    stale = [k for k in _WORKER_STATE if isinstance(k, tuple) and k[0] in keys]
-    for k in stale:
-        del _WORKER_STATE[k]
-    return len(stale)
+    def gradient_sums(self, params: list, rows: np.ndarray | None) -> dict:
+        """Gradient *sums* (not means) over this shard's rows ``rows`` (all if None), with the loss
+        sum, the correct count and the seconds spent computing."""
+        start = time.perf_counter()
+        if rows is not None and len(rows) == 0:
+            return {"n": 0, "loss": 0.0, "correct": 0, "grads": [(np.zeros_like(W), np.zeros_like(b)) for W, b in params], "seconds": 0.0}
+        self.net.set_parameters(params)
+        ops = self.net.backend
+        loss, grads, Z = self.net.loss_and_gradients(self.batch.X, self.batch.Y, rows)
+        m = self.n if rows is None else len(rows)
+        labels = self.batch.labels if rows is None else self.batch.labels[rows]
+        return {
+            "n": m,
+            "loss": ops.to_float(loss) * m,
+            "correct": int(np.sum(ops.argmax_rows(Z) == labels)),
+            "grads": [(ops.to_numpy(dW) * m, ops.to_numpy(db) * m) for dW, db in grads],
+            "seconds": time.perf_counter() - start,
+        }
 
 
 def _add(a: dict, b: dict) -> dict:
-    """One node of the reduction tree."""
+    """Two shards' sums, added."""
     return {
         "n": a["n"] + b["n"],
         "loss": a["loss"] + b["loss"],
@@ -156,60 +152,126 @@ def connect(scheduler: str | None = None, workers: int | None = None, threads_pe
     return Client(cluster)
 
 
-@dataclass
-class DistributedTrainer:
-    """Data-parallel training of ``net`` on ``client``'s workers.
+class DaskGradients:
+    """A gradient source for :meth:`netcore.Trainer.fit_source`: one :class:`Shard` actor per
+    partition, spread over the workers.
 
-    ``partitions`` are recipes (:class:`IDXRows`, :class:`NpyRows`, or anything with ``load()``)
-    or ``(X, y)`` arrays, which are sent to the workers once. ``batch_size=None`` is full-batch
-    gradient descent; a number gives synchronous mini-batch SGD over the whole data set (each
-    worker computes its share of every batch). The backend on the workers is ``worker_backend``
-    (default: the network's backend name).
+    A step sends the parameters to every shard with the rows it should use, and adds the sums
+    that come back; the trainer does everything else. If a worker dies, its shards are rebuilt
+    elsewhere from their recipes and the step is tried again (a step changes nothing until its
+    results are back). Partitions given as arrays have no recipe: they are lost with their worker.
     """
 
-    net: MLP
-    client: Any
-    partitions: Sequence[Any]
-    optimizer: str | Optimizer = "sgd"
-    lr: float | None = None
-    batch_size: int | None = None
-    schedule: Any = None
-    seed: int | None = None
-    worker_backend: str | None = None
-    history: History = field(default_factory=History)
-    epoch: int = 0
-
-    def __post_init__(self) -> None:
-        self.optimizer = get_optimizer(self.optimizer, **({} if self.lr is None else {"lr": self.lr}))
-        self.rng = np.random.RandomState(self.seed)
-        self.config = {**self.net.describe(), "layer_sizes": tuple(self.net.layer_sizes), "backend": self.worker_backend or self.net.backend.name}
-        self.keys, self.parts = [], []
+    def __init__(self, client: Any, partitions: Sequence[Any], config: dict, attempts: int = 3) -> None:
         from dask.delayed import Delayed
 
-        for i, p in enumerate(self.partitions):
+        self.client, self.config, self.attempts = client, config, attempts
+        self.recipes: list[Any] = []
+        for p in partitions:
             if isinstance(p, Delayed):  # a block of a dask array, computed where the scheduler likes
-                future = self.client.compute(p)
-            elif isinstance(p, (IDXRows, NpyRows)) or (hasattr(p, "load") and not isinstance(p, tuple)):
-                # a recipe: the worker reads its rows itself, and again elsewhere if it dies
-                future = self.client.submit(_load, p, key=f"netcore-part-{i}-{abs(hash(p))}", pure=False)
-            else:  # arrays from the driver (no recipe to rerun: lost with their worker)
-                future = self.client.scatter(tuple(np.asarray(a) for a in p), hash=False)
-            self.parts.append(future)
-            self.keys.append(future.key)
-        sizes = self.client.gather([self.client.submit(lambda part: len(part[1]), f) for f in self.parts])
-        self.sizes = np.asarray(sizes)
-        self.n = int(self.sizes.sum())
-        self.comm_seconds: list[float] = []
+                p = client.compute(p)
+            elif not (hasattr(p, "load") and not isinstance(p, tuple)):  # arrays from the driver
+                p = client.scatter(tuple(np.asarray(a) for a in p), hash=False)
+            self.recipes.append(p)
+        self.shards: list[Any] = []
+        self.futures: list[Any] = []
+        self._start_shards()
+        self.sizes = np.asarray([s.size().result() for s in self.shards])
+        self.n_samples = int(self.sizes.sum())
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.compute_seconds = 0.0  # the longest shard's compute time, summed over steps
+
+    def _start_shards(self) -> None:
+        workers = sorted(self.client.scheduler_info()["workers"]) or [None]
+        self.futures = [
+            self.client.submit(Shard, recipe, self.config, actor=True, workers=[workers[i % len(workers)]] if workers[0] else None, pure=False)
+            for i, recipe in enumerate(self.recipes)
+        ]
+        self.shards = [f.result() for f in self.futures]
 
     def close(self) -> None:
-        """Release the partitions on the workers (the data and the prepared copies)."""
-        try:
-            self.client.run(_forget, self.keys)
-        except (OSError, TimeoutError):  # a worker already gone has nothing left to release
-            pass
-        for future in self.parts:
+        """Release the shards (their data and networks) on the workers."""
+        for future in self.futures:
             future.release()
-        self.parts = []
+        self.shards, self.futures = [], []
+        gc.collect()  # actor proxies sit in reference cycles; the workers drop a shard when its last proxy goes
+
+    def _sums(self, params: list, rows: np.ndarray | None) -> dict:
+        per_shard = [None] * len(self.shards)
+        if rows is not None:  # the global batch, split into each shard's local rows
+            per_shard = [np.sort(rows[(rows >= a) & (rows < b)]) - a for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+        calls = [shard.gradient_sums(params, r) for shard, r in zip(self.shards, per_shard)]  # all sent before any is awaited
+        results = [call.result() for call in calls]
+        total = results[0]
+        for r in results[1:]:
+            total = _add(total, r)
+        return total
+
+    def step(self, rows: np.ndarray | None, *, net: MLP) -> StepResult:
+        from distributed import CancelledError, KilledWorker
+
+        params = net.get_parameters()
+        for attempt in range(self.attempts):
+            try:
+                total = self._sums(params, rows)
+                break
+            except (OSError, TimeoutError, CancelledError, KilledWorker, ValueError) as exc:  # a lost worker or connection
+                if attempt == self.attempts - 1:
+                    raise RuntimeError(f"a training step failed {self.attempts} times, last with {type(exc).__name__}: {exc}") from exc
+                time.sleep(0.5 * (attempt + 1))
+                self._start_shards()  # rebuilt from the recipes, on the workers there are now
+        ops, m = net.backend, total["n"]
+        self.compute_seconds += total["seconds"]
+        grads = [(ops.asarray(dW / m), ops.asarray(db / m)) for dW, db in total["grads"]]
+        return StepResult(total["loss"] / m, grads, total["correct"], None)
+
+
+class _BoundSource:
+    """A :class:`DaskGradients` seen through one network (the trainer's)."""
+
+    def __init__(self, source: DaskGradients, net: MLP) -> None:
+        self.source, self.net, self.n_samples = source, net, source.n_samples
+
+    def step(self, rows: np.ndarray | None) -> StepResult:
+        return self.source.step(rows, net=self.net)
+
+
+class DistributedTrainer(Trainer):
+    """A :class:`~netcore.Trainer` whose gradients come from ``client``'s workers.
+
+    ``partitions`` are recipes (:class:`IDXRows`, :class:`NpyRows`, or anything with ``load()``),
+    dask-array blocks, or ``(X, y)`` arrays (sent to the workers once). The training itself is
+    the Trainer's: full batch or synchronous mini-batches over the whole data set, schedules,
+    L2, validation data (evaluated here), callbacks, divergence checks, ``save``/``restore``.
+    The workers compute with ``worker_backend`` (default: the network's backend name).
+    ``comm_seconds`` keeps, per epoch, the part of the wall time not spent computing on the workers.
+    """
+
+    def __init__(
+        self,
+        net: MLP,
+        client: Any,
+        partitions: Sequence[Any],
+        optimizer: str | Optimizer = "sgd",
+        lr: float | None = None,
+        batch_size: int | None = None,
+        schedule: Any = None,
+        seed: int | None = None,
+        worker_backend: str | None = None,
+        **trainer_options: Any,
+    ) -> None:
+        super().__init__(net, optimizer, lr=lr, batch_size=batch_size, schedule=schedule, seed=seed, **trainer_options)
+        config = {**net.describe(), "layer_sizes": tuple(net.layer_sizes), "backend": worker_backend or net.backend.name}
+        self.source = DaskGradients(client, partitions, config)
+        self.comm_seconds: list[float] = []
+
+    @property
+    def n(self) -> int:
+        return self.source.n_samples
+
+    def close(self) -> None:
+        """Release the shards on the workers."""
+        self.source.close()
 
     def __enter__(self) -> DistributedTrainer:
         return self
@@ -217,73 +279,21 @@ class DistributedTrainer:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _step(self, rows_per_part: list | None, attempts: int = 3) -> dict:
-        """One synchronous step, tried again if a worker is lost under it: the step changes nothing
-        until its result is back, and Dask rebuilds lost partitions from their recipes."""
-        from distributed import CancelledError, KilledWorker
+    def fit(self, epochs: int, validation_data: tuple[Any, Any] | None = None, callbacks: Sequence[Any] = ()) -> History:  # type: ignore[override]
+        """Train until ``epochs`` epochs are done in all (see :meth:`Trainer.fit`)."""
+        return self.fit_source(_BoundSource(self.source, self.net), epochs, validation_data, [_CommSeconds(self), *callbacks])
 
-        for attempt in range(attempts):
-            try:
-                return self._try_step(rows_per_part)
-            except (OSError, TimeoutError, CancelledError, KilledWorker) as exc:  # a lost worker or connection
-                if attempt == attempts - 1:
-                    raise RuntimeError(f"a training step failed {attempts} times, last with {type(exc).__name__}: {exc}") from exc
-                time.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
 
-    def _try_step(self, rows_per_part: list | None) -> dict:
-        """A gradient task per partition, the parameters riding along (52 KB for the tutorial
-        network: cheaper inline than a separate scatter), then the sums: added on the driver for a
-        few partitions, as a tree of additions on the workers for more (so the driver receives one
-        result, not one per worker)."""
-        params = self.net.get_parameters()
-        level = [
-            self.client.submit(_partition_gradient, part, key, self.config, params, None if rows_per_part is None else rows_per_part[i], pure=False)
-            for i, (part, key) in enumerate(zip(self.parts, self.keys))
-        ]
-        while len(level) > TREE_ABOVE:
-            paired = [self.client.submit(_add, a, b, pure=False) for a, b in zip(level[::2], level[1::2])]
-            level = paired + ([level[-1]] if len(level) % 2 else [])
-        results = self.client.gather(level)
-        total = results[0]
-        for r in results[1:]:
-            total = _add(total, r)
-        return total
+class _CommSeconds:
+    """Records each epoch's wall time not spent computing on the workers."""
 
-    def fit(self, epochs: int, callbacks: Sequence[Any] = ()) -> History:
-        """Train until ``epochs`` epochs are done in all; each log's ``seconds`` is the wall time,
-        and ``comm_seconds`` keeps how much of it was not spent computing on the workers."""
-        ops = self.net.backend
-        self.target_epochs = epochs
-        while self.epoch < epochs:
-            lr = self.schedule(self.epoch) if self.schedule is not None else self.optimizer.lr
-            start = time.perf_counter()
-            if self.batch_size is None or self.batch_size >= self.n:
-                batches = [None]
-            else:
-                order = self.rng.permutation(self.n)
-                batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-            offsets = np.concatenate([[0], np.cumsum(self.sizes)])
-            loss = correct = compute = 0.0
-            for rows in batches:
-                per_part = None
-                if rows is not None:  # the global batch, split into each partition's local rows
-                    per_part = [np.sort(rows[(rows >= a) & (rows < b)]) - a for a, b in zip(offsets[:-1], offsets[1:])]
-                total = self._step(per_part)
-                m = total["n"]
-                grads = [(ops.asarray(dW / m), ops.asarray(db / m)) for dW, db in total["grads"]]
-                self.optimizer.update(ops, self.net.layers, grads, lr)
-                loss += total["loss"]
-                correct += total["correct"]
-                compute += total["seconds"]
-            seconds = time.perf_counter() - start
-            self.comm_seconds.append(seconds - compute)
-            log = EpochLog(self.epoch + 1, loss / self.n, correct / self.n, seconds, lr)
-            self.epoch += 1
-            self.history.epochs.append(log)
-            for cb in callbacks:
-                getattr(cb, "on_epoch_end", lambda t, e: None)(self, log)
-        return self.history
+    def __init__(self, trainer: DistributedTrainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_end(self, trainer: Trainer, log: EpochLog) -> None:
+        source = self.trainer.source
+        self.trainer.comm_seconds.append(log.seconds - source.compute_seconds)
+        source.compute_seconds = 0.0
 
 
 def dask_array_partitions(X: Any, y: Any) -> list[Any]:

@@ -59,12 +59,13 @@ def test_matches_one_process_with_workers_reading_npy_shards(client, data, tmp_p
     with DistributedTrainer(net, client, npy_partitions(xp, yp, 3), SGD(0.5), batch_size=batch_size, seed=3) as trainer:
         history = trainer.fit(4)
 
-    def cached_partitions():  # runs on each worker (a nested function travels by value)
-        from netcore.distributed import _WORKER_STATE
+    def shards_held(dask_worker):  # runs on each worker (a nested function travels by value)
+        return len(dask_worker.state.actors)
 
-        return sum(isinstance(k, tuple) and str(k[0]).startswith("netcore-part") for k in _WORKER_STATE)
-
-    assert set(client.run(cached_partitions).values()) == {0}  # close() released the prepared copies
+    deadline = time.monotonic() + 10
+    while set(client.run(shards_held).values()) != {0} and time.monotonic() < deadline:
+        time.sleep(0.05)  # releasing an actor's future reaches its worker asynchronously
+    assert set(client.run(shards_held).values()) == {0}  # close() released the shards
     reference = single_process(X, y, 4, batch_size)
     assert_same(net, reference)
     assert len(history) == 4 and len(trainer.comm_seconds) == 4
