@@ -134,3 +134,32 @@ def test_cli_trains_on_a_local_cluster(tmp_path, data, capsys):
     out = capsys.readouterr().out
     assert "data-parallel on a local cluster of 2 single-threaded workers" in out
     assert "epoch 2/2" in out and "communication and scheduling" in out
+
+
+def test_the_trainers_loop_serves_the_workers_too(client, data, tmp_path, capsys):
+    """Validation, early stopping, the progress bar, checkpoints and resuming, and divergence: the
+    Trainer's, with gradients from the workers."""
+    import sys
+
+    from netcore import EarlyStopping, ModelCheckpoint, ProgressBar, TrainingDivergedError
+
+    X, y = data
+    xp, yp = shard_to_npy(X, y, str(tmp_path))
+    path = str(tmp_path / "run.npz")
+    net = MLP(SIZES, backend="numpy", dtype="float64", seed=1)
+    stop = EarlyStopping("val_loss", patience=1, min_delta=10.0)  # nothing improves by 10: stops after 2 epochs
+    with DistributedTrainer(net, client, npy_partitions(xp, yp, 2), SGD(0.5)) as trainer:
+        history = trainer.fit(6, validation_data=(X, y), callbacks=[stop, ModelCheckpoint(path), ProgressBar(file=sys.stdout)])
+    assert len(history) == 2 and stop.stopped_epoch == 2
+    assert history["val_loss"][0] is not None and "epoch" in capsys.readouterr().out
+    reference = single_process(X, y, 4)
+    net2 = MLP(SIZES, backend="numpy", dtype="float64")
+    with DistributedTrainer(net2, client, npy_partitions(xp, yp, 2), SGD(0.5)) as resumed:
+        resumed.restore(path)
+        assert resumed.epoch == 2  # the checkpoint of epoch 2 (written before early stopping restored epoch 1's)
+        resumed.fit(4)
+    assert_same(net2, reference)
+    with DistributedTrainer(MLP(SIZES, backend="numpy", dtype="float64", seed=1), client, npy_partitions(xp, yp, 2), SGD(1e200)) as wild:
+        with pytest.raises(TrainingDivergedError, match="training diverged"):
+            wild.fit(5)
+        assert all(np.isfinite(W).all() for W, _ in wild.net.get_parameters())
