@@ -75,6 +75,13 @@ class NumbaBackend(Backend):
             self._fused = numba_fused
         return self._fused
 
+    @property
+    def layout(self):
+        """The fused pass's memory layout module (flat parameters, cache-line buffers)."""
+        from . import numba_layout
+
+        return numba_layout
+
     def describe(self) -> dict[str, str]:
         import numba
 
@@ -94,7 +101,7 @@ class NumbaBackend(Backend):
     def asparameter(self, x: Any) -> np.ndarray:
         # On a cache line: the fused kernels read W¹ in place, and a misaligned W¹ costs up to 10%.
         x = np.asarray(x)
-        out = self.f.aligned_empty(x.shape, self.dtype)
+        out = self.layout.aligned_empty(x.shape, self.dtype)
         out[...] = x
         return out
 
@@ -145,40 +152,35 @@ class NumbaBackend(Backend):
         """
         import numba
 
-        f = self.f
+        f, lay = self.f, self.layout
         sizes = (layers[0][0].shape[1], *(W.shape[0] for W, _ in layers))
         rows = np.arange(len(X)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         n, threads = len(rows), numba.get_num_threads()
         chunk = max(8, min(CHUNK_BYTES // (X.shape[1] * self.dtype.itemsize), _round_up(-(-n // threads), 8)) // 8 * 8)
         key = (threads, sizes, chunk)
         if key not in self._workspaces:
-            n_params = sum(W.size + b.size for W, b in layers)
-            buffers = {"params": f.aligned_empty(n_params - layers[0][0].size, self.dtype), "grad": f.aligned_empty(n_params, self.dtype)}
-            self._workspaces[key] = (f.workspace(threads, sizes, chunk, self.dtype), buffers, {})
-        scratch, buffers, logits_by_n = self._workspaces[key]
+            flat = lay.FlatLayout.of(sizes)
+            buffers = {"params": lay.aligned_empty(flat.size - flat.first_weights, self.dtype), "grad": lay.aligned_empty(flat.size, self.dtype)}
+            self._workspaces[key] = (flat, lay.workspace(threads, sizes, chunk, self.dtype), buffers, {})
+        flat, scratch, buffers, logits_by_n = self._workspaces[key]
         W1 = layers[0][0]
-        if not (W1.dtype == self.dtype and W1.flags.c_contiguous and W1.ctypes.data % f.CACHE_LINE == 0):
+        if not (W1.dtype == self.dtype and W1.flags.c_contiguous and W1.ctypes.data % lay.CACHE_LINE == 0):
             W1 = self.asparameter(W1)  # set from outside (MLP.set_parameters places them right)
         # W¹ is read where it lies; the rest (small) is gathered into one flat vector
-        np.concatenate([layers[0][1].reshape(-1), *(p.reshape(-1) for layer in layers[1:] for p in layer)], out=buffers["params"])
+        flat.pack_after_first(layers, buffers["params"])
         if n not in logits_by_n:
             if len(logits_by_n) >= 4:  # a few batch sizes recur (full, batch_size, the last partial batch)
                 logits_by_n.clear()
-            logits_by_n[n] = f.aligned_empty((sizes[-1], n), self.dtype)
+            logits_by_n[n] = lay.aligned_empty((sizes[-1], n), self.dtype)
         ZT = logits_by_n[n]
-        flat = buffers["grad"]
         loss = self._first_call_notice(
             X.dtype,
             f.loss_and_gradients,
-            _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"], np.array(sizes, dtype=np.int64),
-            self._kind(activation), self.dtype == np.float32, chunk, *scratch, flat, ZT,
+            _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
+            np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
+            self._kind(activation), self.dtype == np.float32, chunk, *scratch, buffers["grad"], ZT,
         )
-        grads, pos = [], 0
-        for W, b in layers:
-            dW = flat[pos:pos + W.size].reshape(W.shape)
-            pos += W.size
-            grads.append((dW, flat[pos:pos + b.size]))
-            pos += b.size
+        grads = flat.unpack(buffers["grad"], layers)
         return loss, grads, ZT.T  # (n, k), a transposed view
 
     def add_bias(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -11,8 +11,10 @@ pytest.importorskip("numba")
 
 from numba import njit  # noqa: E402
 
-from backends import numba_fused as fused  # noqa: E402
+from backends import numba_intrinsics as intrinsics  # noqa: E402
 from backends import numba_kernels as kernels  # noqa: E402
+from backends import numba_layout as layout  # noqa: E402
+from backends import numba_tiles as tiles  # noqa: E402
 
 
 @njit
@@ -35,21 +37,21 @@ def test_constants_take_the_type_of_the_value_they_meet(dtype):
 @pytest.mark.parametrize("shape,dtype", [((7,), np.float32), ((3, 5, 11), np.float64), ((2, 784), np.uint8)])
 def test_aligned_buffers_start_on_a_cache_line(shape, dtype):
     for _ in range(20):  # where NumPy puts an allocation varies; alignment must not
-        a = fused.aligned_empty(shape, dtype)
+        a = layout.aligned_empty(shape, dtype)
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-        assert a.ctypes.data % fused.CACHE_LINE == 0
+        assert a.ctypes.data % layout.CACHE_LINE == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_workspace_rows_are_padded_to_whole_lines(dtype):
     threads, sizes, chunk = 2, (13, 7, 5, 3), 8
-    XC, G, *rest = fused.workspace(threads, sizes, chunk, dtype)
+    XC, G, *rest = layout.workspace(threads, sizes, chunk, dtype)
     assert G.shape[0] == threads - 1  # thread 0 accumulates in the caller's gradient buffer
     for buffer in (XC, G, *rest):
         assert buffer.shape[0] >= threads - 1
-        assert buffer.ctypes.data % fused.CACHE_LINE == 0
-        assert (buffer[0].nbytes % fused.CACHE_LINE) == 0  # so thread 1's part is aligned too
-    assert fused.padded(13, np.float32) == 16 and fused.padded(16, np.float32) == 16 and fused.padded(9, np.float64) == 16
+        assert buffer.ctypes.data % layout.CACHE_LINE == 0
+        assert (buffer[0].nbytes % layout.CACHE_LINE) == 0  # so thread 1's part is aligned too
+    assert layout.padded(13, np.float32) == 16 and layout.padded(16, np.float32) == 16 and layout.padded(9, np.float64) == 16
 
 
 @pytest.mark.parametrize("rows", [5, kernels.PARALLEL_MIN // 4 + 3])
@@ -70,8 +72,8 @@ def test_serial_and_parallel_twins_agree_on_both_sides_of_the_threshold(rows):
 @njit
 def _fast_functions(x, out_tanh, out_exp):
     for i in range(x.size):
-        out_tanh[i] = fused._tanh32(x[i])
-        out_exp[i] = fused._exp(-abs(x[i]), True)
+        out_tanh[i] = intrinsics.tanh32(x[i])
+        out_exp[i] = intrinsics.exp_neg(-abs(x[i]), True)
 
 
 def test_the_vectorisable_tanh_and_exp_hold_their_stated_error():
@@ -103,7 +105,7 @@ def test_the_first_layer_converts_while_it_multiplies_like_the_two_steps_apart(h
     b = rng.standard_normal(h).astype(np.float32)
     xc = np.full((nr + 3, d + 3), np.nan, np.float32)
     outT = np.full((h, nr + 5), np.nan, np.float32)
-    fused.linear_rows(X, rows, scale, xc, W, b, outT)
+    tiles.linear_rows(X, rows, scale, xc, W, b, outT)
     expected_x = X[rows].astype(np.float64) * scale
     np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
     np.testing.assert_allclose(outT[:, :nr], (expected_x @ W.T + b).T, rtol=1e-4, atol=1e-4)
@@ -120,12 +122,31 @@ def test_the_weight_gradient_assigns_or_accumulates(h, nr):
     dZT = rng.standard_normal((h, nr + 5)).astype(np.float32)
     expected = dZT[:, :nr].astype(np.float64) @ X[:nr, :d]
     G = np.full((h, d), np.nan, np.float32)
-    fused.grad_rows(dZT, X, nr, G, True)
+    tiles.grad_rows(dZT, X, nr, G, True)
     np.testing.assert_allclose(G, expected, rtol=1e-4, atol=1e-4)
     start = rng.standard_normal((h, d)).astype(np.float32)
     G[:] = start
-    fused.grad_rows(dZT, X, nr, G, False)
+    tiles.grad_rows(dZT, X, nr, G, False)
     np.testing.assert_allclose(G, start + expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_flat_layout_packs_and_unpacks_the_same_way():
+    """One definition of the flat parameter vector: what the packer writes after W¹ and what the
+    unpacked views read are the parameters, in place, at the offsets the kernel is given."""
+    rng = np.random.default_rng(0)
+    sizes = (7, 5, 4, 3)
+    layers = [(rng.standard_normal((b, a)), rng.standard_normal(b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    flat = layout.FlatLayout.of(sizes)
+    assert flat.size == sum(W.size + b.size for W, b in layers) and flat.first_weights == 35
+    vector = np.empty(flat.size)
+    vector[:flat.first_weights] = layers[0][0].reshape(-1)
+    flat.pack_after_first(layers, vector[flat.first_weights:])
+    for (W, b), (dW, db), w_off, b_off in zip(layers, flat.unpack(vector, layers), flat.w_off, flat.b_off):
+        np.testing.assert_array_equal(dW, W)
+        np.testing.assert_array_equal(db, b)
+        np.testing.assert_array_equal(vector[w_off:w_off + W.size], W.reshape(-1))
+        np.testing.assert_array_equal(vector[b_off:b_off + b.size], b)
+        assert np.shares_memory(dW, vector) and np.shares_memory(db, vector)
 
 
 def test_network_parameters_start_on_a_cache_line_and_are_their_own():
@@ -137,6 +158,6 @@ def test_network_parameters_start_on_a_cache_line_and_are_their_own():
     theirs = [(np.ones((9, 37)), np.zeros(9)), (np.ones((3, 9)), np.zeros(3))]
     for layers in (net.layers, (net.set_parameters(theirs), net.layers)[1]):
         for W, b in layers:
-            assert W.ctypes.data % fused.CACHE_LINE == 0 and W.dtype == np.float32 and W.flags.c_contiguous
+            assert W.ctypes.data % layout.CACHE_LINE == 0 and W.dtype == np.float32 and W.flags.c_contiguous
     net.layers[0][0][:] = 5
     assert (theirs[0][0] == 1).all()
