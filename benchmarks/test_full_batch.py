@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from netcore import MLP
-from netcore.report import epoch_flop
 
 from . import tutorial_original as tutorial
 from .conftest import TUTORIAL, numba_threads, run, scaled, skip_unless_available
+from .report import epoch_flop
 
 GROUP = "full-batch epoch, 784-16-16-10 tanh"
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from netcore import MLP
-from netcore.cli_train import load_data
+from netcore.datasets import load_data
 from netcore.optim import Adam
-from netcore.report import epoch_flop
 from netcore.trainer import train_minibatch
 
 from .conftest import Settings, numba_threads, run, skip_unless_available
+from .report import epoch_flop
 
 GROUP = "mini-batch epoch, 784-100-10 relu, batch 200, Adam"
 SIZES = (784, 100, 10)
@@ -31,7 +31,7 @@ def _split(settings: Settings):
     if settings.data is None:
         rng = np.random.default_rng(1)
         return rng.integers(0, 256, (settings.samples, 784), dtype=np.uint8), rng.integers(0, 10, settings.samples), None, None
-    data = load_data(None, settings.data, validation=0.0)  # one split on disk: its last sixth is the test set
+    data = load_data(data_dir=settings.data)  # one split on disk: its last sixth is the test set
     train, test = data.train, data.test
     n = min(settings.samples, len(train[0]))
     return train[0][:n], train[1][:n], test[0], test[1]

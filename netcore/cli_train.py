@@ -1,112 +1,68 @@
-"""``netcore train`` and ``netcore evaluate``: data selection, the training run, the report."""
+"""``netcore train`` and ``netcore evaluate``: arguments in, one :class:`TrainConfig` out, the run.
+
+The data comes from :func:`netcore.datasets.load_data`, the checks from the config and the
+library; what is here is the command line's own: its options, the lines it prints, and the
+order of the steps (everything is checked before any data is loaded or any epoch runs).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import fields
 
 import numpy as np
 
 import backends
 
 from .callbacks import ModelCheckpoint, ProgressBar
-from .datasets import SOURCES, DatasetUnavailableError, Split, load_dataset, load_digits, load_idx_folder
+from .config import TrainConfig
+from .datasets import DATASETS, Data, load_data
 from .network import MLP
-from .optim import StepLR
+from .optim import OPTIMIZERS
 from .trainer import EpochLog, Trainer
-
-DATASETS = (*SOURCES, "digits")
-DEFAULT_LR = {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, "adam": 0.001}
-
-
-@dataclass
-class Data:
-    name: str
-    train: Split
-    validation: Split | None
-    test: Split
-
-
-def _hold_out(split: Split, fraction: float) -> tuple[Split, Split]:
-    X, y = split
-    cut = len(X) - int(round(len(X) * fraction))
-    return (X[:cut], y[:cut]), (X[cut:], y[cut:])
-
-
-def load_data(dataset: str | None, data_dir: str | None, validation: float) -> Data:
-    """The training, validation and test splits the command asked for.
-
-    ``--data DIR`` reads that folder; ``--dataset`` names one (never falling back); with neither,
-    MNIST is used when it is on disk or can be downloaded, else scikit-learn's bundled digits,
-    with a notice that says why.
-    """
-    if data_dir is not None:
-        train, test = load_idx_folder(data_dir)
-        name = data_dir
-        if train is None or test is None:
-            one = train if train is not None else test
-            train, test = _hold_out(one, 1 / 6)
-            print(f"note: {data_dir} holds one split only; training on its first {len(train[0])} samples, testing on the last {len(test[0])}")
-    elif dataset == "digits":
-        name, (train, test) = "scikit-learn digits", load_digits()
-    elif dataset is not None:
-        name, (train, test) = dataset, load_dataset(dataset)
-    else:
-        try:
-            name, (train, test) = "mnist", load_dataset("mnist", timeout=5.0)
-        except DatasetUnavailableError as exc:
-            print(f"note: training on scikit-learn's bundled digits, because {str(exc).split('. To use it offline')[0]}", file=sys.stderr)
-            name, (train, test) = "scikit-learn digits (MNIST unavailable)", load_digits()
-    val = None
-    if validation > 0:
-        train, val = _hold_out(train, validation)
-    return Data(name, train, val, test)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--dataset", choices=DATASETS, help="mnist, fashion-mnist (found on disk or downloaded) or digits (bundled); default: mnist, else digits")
-    group.add_argument("--data", metavar="DIR", help="a folder of MNIST-format IDX files, gzipped or not")
+    parser.add_argument("--dataset", help=f"{', '.join(DATASETS)}: MNIST and Fashion-MNIST are found on disk or downloaded, "
+                                          "the digits come with scikit-learn (default: mnist, else digits)")
+    parser.add_argument("--data", metavar="DIR", help="a folder of MNIST-format IDX files, gzipped or not (instead of --dataset)")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """``16,16`` -> (16, 16); the values are checked with the rest of the run's options."""
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths such as 16,16; got {text!r}") from None
 
 
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--backend", help=f"one of {', '.join([*backends.BACKENDS, 'auto'])} (default: $NETCORE_BACKEND, else auto)")
-    train.add_argument("--dtype", default="float32", choices=backends.DTYPES, help="compute dtype (default float32)")
-    train.add_argument("--epochs", type=_positive_int, default=100, help="epochs in all, counting those of a resumed checkpoint (default 100)")
-    train.add_argument("--optimizer", default="sgd", choices=list(DEFAULT_LR), help="sgd (default), momentum, nesterov or adam")
-    train.add_argument("--lr", type=float, help="learning rate (default: 1.0 for sgd, the tutorial's; 0.1 with momentum; 0.001 for adam)")
-    train.add_argument("--lr-drop-at", type=int, help="multiply the rate by 0.1 once the 0-based epoch exceeds N, the tutorial's `if i > 75` (default: 75 for full-batch sgd, as in the tutorial; 0 = never)")
-    train.add_argument("--batch-size", type=_positive_int, help="samples per step (default: the full batch)")
-    train.add_argument("--hidden", type=_hidden, default=[16, 16], help="hidden layer widths (default 16,16)")
-    train.add_argument("--activation", default="tanh", choices=backends.ACTIVATIONS, help="hidden activation (default tanh)")
-    train.add_argument("--seed", type=int, default=2, help="seed of the initialisation and shuffling (default 2, the tutorial's)")
-    train.add_argument("--validation", type=float, default=0.1, help="fraction of the training set held out for validation (default 0.1; 0 = none)")
+    train.add_argument("--dtype", help=f"compute dtype: {' or '.join(backends.DTYPES)} (default float32)")
+    train.add_argument("--epochs", type=int, help="epochs in all, counting those of a resumed checkpoint (default 100)")
+    train.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default sgd)")
+    train.add_argument("--lr", type=float, help="learning rate (default: 1.0 for sgd, the tutorial's; else the optimizer's: 0.1 with momentum, 0.001 for adam)")
+    train.add_argument("--lr-drop-at", type=int, metavar="N", help="multiply the rate by 0.1 once the 0-based epoch exceeds N, the tutorial's `if i > 75` "
+                                                                   "(default: 75 for full-batch sgd, as in the tutorial; 0 = never)")
+    train.add_argument("--batch-size", type=int, help="samples per step (default: the full batch)")
+    train.add_argument("--l2", type=float, metavar="ALPHA", help="L2 penalty, alpha/2 * sum(W**2) / batch as in scikit-learn (default 0)")
+    train.add_argument("--hidden", type=_widths, help="hidden layer widths (default 16,16)")
+    train.add_argument("--activation", help=f"hidden activation: {', '.join(backends.ACTIVATIONS)} (default tanh)")
+    train.add_argument("--seed", type=int, help="seed of the initialisation and shuffling (default 2, the tutorial's)")
+    train.add_argument("--validation", type=float, metavar="FRACTION", help="fraction of the training set held out for validation, in [0, 1) (default 0.1; 0 = none)")
     add_data_arguments(train)
     train.add_argument("--save", metavar="FILE.npz", help="checkpoint after every epoch (atomically); Ctrl-C keeps the last one")
     train.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint written by --save")
-    train.add_argument("--plot", metavar="FILE.png", help="write the loss and accuracy curves, training and validation")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch lines stay)")
-    cluster = train.add_mutually_exclusive_group()
-    cluster.add_argument("--workers", type=_positive_int, help="train data-parallel on a new local Dask cluster of N single-threaded workers")
-    cluster.add_argument("--scheduler", metavar="tcp://HOST:8786", help="train data-parallel on an existing Dask cluster")
+    train.add_argument("--plot", metavar="FILE.png", help="write the loss and accuracy curves, training and validation (the extension picks the format)")
+    train.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar (the per-epoch lines stay)")
+    train.add_argument("--workers", type=int, help="train data-parallel on a new local Dask cluster of N single-threaded workers")
+    train.add_argument("--scheduler", metavar="tcp://HOST:8786", help="train data-parallel on an existing Dask cluster")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text}")
-    return value
-
-
-def _hidden(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes comma-separated widths such as 16,16; got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"hidden widths must be positive; got {text!r}")
-    return sizes
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The one config of a run: the options given, the defaults for the rest; checked on creation."""
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
 
 
 class _EpochLines:
@@ -123,50 +79,56 @@ class _EpochLines:
         sys.stdout.flush()
 
 
+def _notes(data: Data) -> None:
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.workers or args.scheduler:
-        return cmd_train_distributed(args)
-    backends.get_backend(args.backend, args.dtype)  # an unknown or unavailable backend fails before any data is loaded
-    data = load_data(args.dataset, args.data, args.validation)
+    return train(config_from_args(args))
+
+
+def train(cfg: TrainConfig) -> int:
+    """Run ``cfg``: check its files, resolve its backend, load its data, train, report."""
+    cfg.check_files()
+    if cfg.distributed:
+        return train_distributed(cfg)
+    backend = backends.get_backend(cfg.backend, cfg.dtype)  # resolved once; one that cannot run fails before any data is loaded
+    why = backends.resolve(cfg.backend).why  # the rule that made that choice, for the first line
+    data = load_data(cfg.dataset, cfg.data, cfg.validation)
+    _notes(data)
     (X, y), (X_test, y_test) = data.train, data.test
-    full_batch = args.batch_size is None
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-    drop = args.lr_drop_at if args.lr_drop_at is not None else (75 if args.optimizer == "sgd" and full_batch else 0)
-    schedule = StepLR(lr, drop) if drop else None
-    if args.resume:
-        trainer = Trainer.load(args.resume, backend=args.backend, schedule=schedule)
+    if cfg.resume:
+        trainer = Trainer.load(cfg.resume, backend=backend, schedule=cfg.schedule())
         net = trainer.net
-        print(f"resumed {args.resume} at epoch {trainer.epoch}")
+        print(f"resumed {cfg.resume} at epoch {trainer.epoch}")
     else:
-        n_classes = int(max(y.max(), y_test.max())) + 1
-        net = MLP([X.shape[1], *args.hidden, n_classes], args.activation, backend=args.backend, dtype=args.dtype, seed=args.seed)
-        trainer = Trainer(net, args.optimizer, lr=lr, batch_size=args.batch_size, schedule=schedule, seed=args.seed)
-    selection = backends.resolve(args.backend)
-    print(f"backend {net.backend.name} ({net.dtype.name}; {selection.why})")
+        net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
+        trainer = Trainer(net, cfg.optimizer, lr=cfg.learning_rate, batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed)
+    print(f"backend {net.backend.name} ({net.dtype.name}; {why})")
     val_note = f" / {len(data.validation[0])} validation" if data.validation else ""
-    print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {X.shape[1]} features, {net.n_classes} classes")
+    print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {data.n_features} features, {net.n_classes} classes")
     steps = "full batch" if trainer.batch_size is None else f"batches of {trainer.batch_size}"
-    rate = f"lr {lr:g}" + (f" (x0.1 from epoch {drop + 2})" if drop else "")
-    print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, {rate}, {steps}, seed {args.seed}")
-    if net.backend.name == "numba":
-        print("the first epoch includes compiling the Numba kernels (cached on disk for later runs)")
-    callbacks = [_EpochLines(len(str(args.epochs)))]
-    if not args.no_progress:
+    rate = f"lr {trainer.optimizer.lr:g}" + (f" (x0.1 from epoch {cfg.drop_at + 2})" if cfg.drop_at else "")
+    l2 = f", L2 {trainer.l2:g}" if trainer.l2 else ""
+    print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, {rate}, {steps}{l2}, seed {cfg.seed}")
+    callbacks = [_EpochLines(len(str(cfg.target_epochs)))]
+    if cfg.progress:
         callbacks.append(ProgressBar(file=sys.stderr, leave=False, disable=None))
-    if args.save:
-        callbacks.append(ModelCheckpoint(args.save))
+    if cfg.save:
+        callbacks.append(ModelCheckpoint(cfg.save))
     try:
-        trainer.fit(X, y, args.epochs, validation_data=data.validation, callbacks=callbacks)
+        trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks)
     except KeyboardInterrupt:
-        kept = f"; {args.save} holds epoch {trainer.epoch} (continue with --resume {args.save})" if args.save and trainer.epoch else ""
+        kept = f"; {cfg.save} holds epoch {trainer.epoch} (continue with --resume {cfg.save})" if cfg.save and trainer.epoch else ""
         print(f"netcore: interrupted during epoch {trainer.epoch + 1}{kept}", file=sys.stderr)
         return 130
     print(f"test accuracy {net.accuracy(X_test, y_test):.4f} ({len(X_test)} samples)")
-    if args.plot:
+    if cfg.plot:
         from .plots import plot_history
 
-        plot_history(trainer.history, args.plot, f"{data.name}: {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}")
-        print(f"curves written to {args.plot}")
+        plot_history(trainer.history, cfg.plot, f"{data.name}: {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}")
+        print(f"curves written to {cfg.plot}")
     return 0
 
 
@@ -180,7 +142,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import confusion_matrix
 
     net = MLP.load(args.model, backend=args.backend)  # fails fast on a bad model file or backend
-    data = load_data(args.dataset, args.data, 0.0)
+    data = load_data(args.dataset, args.data)
+    _notes(data)
     X, y = data.test
     predicted = net.predict(X)
     labels = np.arange(net.n_classes)
@@ -196,47 +159,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_distributed(args: argparse.Namespace) -> int:
-    """Full-batch (or synchronous mini-batch) training on Dask workers that read their own rows."""
+def train_distributed(cfg: TrainConfig) -> int:
+    """Full-batch (or synchronous mini-batch) training on Dask workers that read their own rows.
+
+    Kept to this one function: the data-parallel trainer is being rebuilt on :class:`Trainer`.
+    """
     from pathlib import Path
 
-    from .datasets import dataset_folder, find_split, read_idx
+    from .datasets import dataset_folder, find_split, open_idx, read_idx, read_idx_header
     from .distributed import DistributedTrainer, connect, idx_partitions
 
-    if args.save or args.resume or args.plot:
+    if cfg.save or cfg.resume or cfg.plot:
         raise ValueError("--save, --resume and --plot are not available with --workers / --scheduler yet")
-    if args.backend:
-        backends.get_backend(args.backend, args.dtype)  # the name is checked here; the workers pick their own device
-    folder = Path(args.data) if args.data else (dataset_folder(args.dataset) if args.dataset not in (None, "digits") else None)
+    if cfg.backend:
+        backends.get_backend(cfg.backend, cfg.dtype)  # the name is checked here; the workers pick their own device
+    folder = Path(cfg.data) if cfg.data else (dataset_folder(cfg.dataset) if cfg.dataset not in (None, "digits") else None)
     if folder is None:
         raise ValueError("distributed training reads IDX files on the workers: give --data DIR or --dataset mnist|fashion-mnist")
     images, labels = find_split(folder, "train", "images"), find_split(folder, "train", "labels")
     if images is None or labels is None:
         raise FileNotFoundError(f"{folder} has no train-images / train-labels files for the workers to read")
-    client = connect(args.scheduler, args.workers)
+    test_images, test_labels = find_split(folder, "t10k", "images"), find_split(folder, "t10k", "labels")
+    with open_idx(images) as fh:
+        n_features = int(np.prod(read_idx_header(fh, images)[1][1:]))  # the inputs and classes come from the files
+    n_classes = int(max(read_idx(p).max() for p in (labels, test_labels) if p is not None)) + 1
+    client = connect(cfg.scheduler, cfg.workers)
     try:
         n_workers = len(client.scheduler_info()["workers"])
         parts = idx_partitions(str(images), str(labels), n_workers)
-        test_images, test_labels = find_split(folder, "t10k", "images"), find_split(folder, "t10k", "labels")
-        n_classes = 10
-        net = MLP([784, *args.hidden, n_classes], args.activation, backend="numpy", dtype=args.dtype, seed=args.seed)
-        lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
-        drop = args.lr_drop_at if args.lr_drop_at is not None else (75 if args.optimizer == "sgd" and args.batch_size is None else 0)
-        trainer = DistributedTrainer(net, client, parts, args.optimizer, lr=lr, batch_size=args.batch_size,
-                                     schedule=StepLR(lr, drop) if drop else None, seed=args.seed, worker_backend=args.backend)
-        where = args.scheduler or f"a local cluster of {n_workers} single-threaded workers"
-        print(f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {args.backend or 'auto'}")
-        print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, lr {lr:g}, "
-              + ("full batch" if args.batch_size is None else f"batches of {args.batch_size}") + f", {trainer.n} samples")
-        width = len(str(args.epochs))
+        net = MLP([n_features, *cfg.hidden, n_classes], cfg.activation, backend="numpy", dtype=cfg.dtype, seed=cfg.seed)
+        trainer = DistributedTrainer(net, client, parts, cfg.optimizer, lr=cfg.learning_rate, batch_size=cfg.batch_size,
+                                     schedule=cfg.schedule(), seed=cfg.seed, worker_backend=cfg.backend)
+        where = cfg.scheduler or f"a local cluster of {n_workers} single-threaded workers"
+        print(f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {cfg.backend or 'auto'}")
+        print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, lr {cfg.learning_rate:g}, "
+              + ("full batch" if cfg.full_batch else f"batches of {cfg.batch_size}") + f", {trainer.n} samples")
+        width = len(str(cfg.target_epochs))
 
         class Lines:
             def on_epoch_end(self, t, e):
-                print(f"epoch {e.epoch:>{width}}/{args.epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}  "
+                print(f"epoch {e.epoch:>{width}}/{cfg.target_epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}  "
                       f"{e.seconds * 1e3:8.1f} ms (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)", flush=True)
 
         with trainer:
-            trainer.fit(args.epochs, callbacks=[Lines()])
+            trainer.fit(cfg.target_epochs, callbacks=[Lines()])
         if test_images is not None and test_labels is not None:
             X_test, y_test = read_idx(test_images), read_idx(test_labels)
             print(f"test accuracy {net.accuracy(X_test.reshape(len(X_test), -1), y_test):.4f} ({len(X_test)} samples)")
@@ -246,6 +212,6 @@ def cmd_train_distributed(args: argparse.Namespace) -> int:
     finally:
         cluster = getattr(client, "cluster", None)
         client.close()
-        if cluster is not None and args.workers:
+        if cluster is not None and cfg.workers:
             cluster.close()
     return 0

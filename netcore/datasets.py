@@ -1,4 +1,5 @@
-"""Data: the IDX reader, MNIST / Fashion-MNIST (found on disk or downloaded), scikit-learn's digits.
+"""Data: the IDX reader, MNIST / Fashion-MNIST (found on disk or downloaded), scikit-learn's digits,
+and :func:`load_data`, which picks a run's data and splits off its validation and test sets.
 
 IDX is MNIST's format: two zero bytes, a type code, the number of dimensions, each dimension
 as a big-endian uint32, then the values in row-major order (big-endian for multi-byte types).
@@ -11,15 +12,17 @@ import gzip
 import hashlib
 import http.client
 import os
-import shutil
 import struct
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .files import atomic_write
 
 # IDX type code -> big-endian dtype.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -94,7 +97,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     header = struct.pack(f">HBB{array.ndim}I", 0, codes[array.dtype], array.ndim, *array.shape)
     payload = header + array.astype(IDX_TYPES[codes[array.dtype]]).tobytes()
     path = Path(path)
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+    data = gzip.compress(payload) if path.suffix == ".gz" else payload
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def find_split(folder: Path, split: str, kind: str) -> Path | None:
@@ -107,13 +111,36 @@ def find_split(folder: Path, split: str, kind: str) -> Path | None:
     return None
 
 
-def _read_pair(images_path: Path, labels_path: Path) -> Split:
+def _read_pair(images_path: Path, labels_path: Path) -> tuple[Split, tuple[int, ...]]:
+    """A split's images, flattened to ``(n, rows * cols)``, its labels, and the image shape."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim < 2 or labels.ndim != 1:
         raise IDXFormatError(f"{images_path.name} / {labels_path.name}: expected images (n, rows, cols) and labels (n,), got {images.shape} and {labels.shape}")
     if len(images) != len(labels):
         raise IDXFormatError(f"{images_path.name} has {len(images)} images but {labels_path.name} has {len(labels)} labels")
-    return images.reshape(len(images), -1), labels
+    return (images.reshape(len(images), -1), labels), images.shape[1:]
+
+
+def _folder_splits(folder: str | os.PathLike) -> tuple[Split | None, Split | None, tuple[int, ...]]:
+    """``(train, test, image shape)`` of a folder of MNIST-format files (see :func:`load_idx_folder`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} " + ("is not a folder" if folder.exists() else "does not exist"))
+    splits, shapes = [], []
+    for split in ("train", "t10k"):
+        images, labels = find_split(folder, split, "images"), find_split(folder, split, "labels")
+        if (images is None) != (labels is None):
+            have, lack = (images, "labels") if labels is None else (labels, "images")
+            raise FileNotFoundError(f"{folder}: found {have.name} but no {split} {lack} file next to it")
+        if images is None:
+            splits.append(None)
+            continue
+        pair, shape = _read_pair(images, labels)
+        splits.append(pair)
+        shapes.append(shape)
+    if splits == [None, None]:
+        raise FileNotFoundError(f"{folder} holds no MNIST-format files (expected train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and their labels)")
+    return splits[0], splits[1], shapes[0]
 
 
 def load_idx_folder(folder: str | os.PathLike) -> tuple[Split | None, Split | None]:
@@ -121,19 +148,8 @@ def load_idx_folder(folder: str | os.PathLike) -> tuple[Split | None, Split | No
 
     Images come back flattened to ``(n, rows * cols)`` in their stored dtype (uint8 for MNIST).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist")
-    splits = []
-    for split in ("train", "t10k"):
-        images, labels = find_split(folder, split, "images"), find_split(folder, split, "labels")
-        if (images is None) != (labels is None):
-            have, lack = (images, "labels") if labels is None else (labels, "images")
-            raise FileNotFoundError(f"{folder}: found {have.name} but no {split} {lack} file next to it")
-        splits.append(None if images is None else _read_pair(images, labels))
-    if splits == [None, None]:
-        raise FileNotFoundError(f"{folder} holds no MNIST-format files (expected train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and their labels)")
-    return splits[0], splits[1]
+    train, test, _ = _folder_splits(folder)
+    return train, test
 
 
 def load_digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[Split, Split]:
@@ -184,8 +200,31 @@ SOURCES = {
 }
 
 
+class Reason(Enum):
+    """Why a dataset could not be had: what :class:`DatasetUnavailableError` carries in ``reason``."""
+
+    NOT_ON_DISK = "not on disk"  # no searched folder holds it, and downloading was not allowed
+    DOWNLOAD_FAILED = "could not download"  # no searched folder holds it, and no mirror answered
+
+
 class DatasetUnavailableError(FileNotFoundError):
-    """The dataset is on no searched path and could not be downloaded; the message says where to put it."""
+    """The dataset is on no searched path and could not be downloaded; the message says where to put it.
+
+    Fields, for code that acts on the failure without reading the message: ``dataset`` (its
+    name), ``reason`` (a :class:`Reason`), ``detail`` (what went wrong, e.g. each mirror's error)
+    and ``hint`` (where to put the files to use it offline); ``why`` is the message without the hint.
+    """
+
+    def __init__(self, dataset: str, reason: Reason, detail: str = "", hint: str = "") -> None:
+        self.dataset, self.reason, self.detail, self.hint = dataset, reason, detail, hint
+        super().__init__(self.why + (f". To use it offline, {hint}" if hint and detail else f"; {hint}" if hint else ""))
+
+    @property
+    def why(self) -> str:
+        return f"{self.dataset} is not on disk" + (f" and {self.detail}" if self.detail else "")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its fields, not its message (pickling, Dask)
+        return type(self), (self.dataset, self.reason, self.detail, self.hint)
 
 
 def cache_dir() -> Path:
@@ -213,27 +252,19 @@ def search_path(name: str, data_dir: str | os.PathLike | None = None) -> list[Pa
     return places
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch(url: str, dest: Path, md5: str, timeout: float) -> None:
-    """Download ``url`` to ``dest`` through a temporary file; nothing is left unless the MD5 matches."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
-        got = _md5(tmp)
-        if got != md5:
-            raise ValueError(f"checksum mismatch: MD5 {got}, published {md5}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Download ``url`` to ``dest`` atomically; nothing is left unless the MD5 matches."""
+
+    def write(out) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != md5:
+            raise ValueError(f"checksum mismatch: MD5 {digest.hexdigest()}, published {md5}")
+
+    atomic_write(dest, write)
 
 
 def download(name: str, timeout: float = 10.0) -> Path:
@@ -254,7 +285,7 @@ def download(name: str, timeout: float = 10.0) -> Path:
         else:
             if not any(folder.iterdir()):
                 folder.rmdir()  # leave no empty cache folder behind
-            raise DatasetUnavailableError(f"could not download {filename}: " + "; ".join(errors))
+            raise DatasetUnavailableError(name, Reason.DOWNLOAD_FAILED, f"could not download {filename}: " + "; ".join(errors))
     return folder
 
 
@@ -278,11 +309,11 @@ def dataset_folder(name: str, data_dir: str | os.PathLike | None = None, downloa
         hint = (f"put {', '.join(FILES)} (gzipped or not) in one of: " + ", ".join(map(str, places))
                 + " (or point NETCORE_DATA at their folder)")
         if not download_if_missing:
-            raise DatasetUnavailableError(f"{name} is not on disk; {hint}")
+            raise DatasetUnavailableError(name, Reason.NOT_ON_DISK, hint=hint)
         try:
             folder = download(name, timeout)
         except DatasetUnavailableError as exc:
-            raise DatasetUnavailableError(f"{name} is not on disk and {exc}. To use it offline, {hint}") from None
+            raise DatasetUnavailableError(name, exc.reason, exc.detail, hint) from None
     return folder
 
 
@@ -294,3 +325,136 @@ def load_mnist(data_dir: str | os.PathLike | None = None, download_if_missing: b
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, download_if_missing: bool = True) -> tuple[Split, Split]:
     """Fashion-MNIST: 60,000 training and 10,000 test clothing images, uint8. See :func:`load_dataset`."""
     return load_dataset("fashion-mnist", data_dir, download_if_missing)
+
+
+# -- a run's data: which dataset, and its training / validation / test splits ----------------
+
+DATASETS = (*SOURCES, "digits")
+DIGITS_SHAPE = (8, 8)
+
+
+@dataclass(frozen=True)
+class Data:
+    """The data of a run: its splits, where they came from, and how to find them again.
+
+    ``source`` is what a checkpoint records (``{"dataset": name}`` or ``{"data": folder}``);
+    ``notes`` are what a person should be told about the choice (a fallback, a split made here).
+    """
+
+    name: str
+    source: dict[str, str]
+    train: Split | None
+    validation: Split | None
+    test: Split
+    image_shape: tuple[int, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def splits(self) -> list[Split]:
+        return [s for s in (self.train, self.validation, self.test) if s is not None]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.test[0].shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """One more than the largest label in any split (labels are class ids from 0)."""
+        return int(max(int(y.max()) for _, y in self.splits)) + 1
+
+    def input_record(self) -> dict[str, Any]:
+        """How the samples were given to the network: image shape, dtype, and value range (uint8
+        images are 0..255 intensities, which the network scales to 0..1 itself)."""
+        X = self.splits[0][0]
+        if X.dtype == np.uint8:
+            low, high = 0.0, 255.0
+        else:
+            low, high = min(float(s[0].min()) for s in self.splits), max(float(s[0].max()) for s in self.splits)
+        return {"shape": list(self.image_shape), "dtype": X.dtype.name, "range": [low, high]}
+
+
+def check_fraction(fraction: float, what: str = "validation fraction") -> float:
+    """A fraction of the samples to hold out: a number in [0, 1)."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 <= fraction < 1:
+        raise ValueError(f"the {what} must be a number in [0, 1), got {fraction!r}")
+    return float(fraction)
+
+
+def check_dataset(name: str) -> str:
+    """A dataset :func:`load_data` knows by name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return name
+
+
+def hold_out(split: Split, fraction: float, what: str = "validation fraction") -> tuple[Split, Split]:
+    """``(first, last)``: the last ``fraction`` of the samples held out, in their stored order.
+
+    Both parts must keep at least one sample: a fraction too small or too large for the data
+    is an error that says how many samples there are.
+    """
+    fraction = check_fraction(fraction, what)
+    X, y = split
+    n_out = int(round(len(X) * fraction))
+    if n_out < 1 or n_out >= len(X):
+        raise ValueError(f"a {what} of {fraction:g} holds out {n_out} of {len(X)} samples; "
+                         f"choose one that leaves samples on both sides (at least {1 / len(X):.2g})")
+    cut = len(X) - n_out
+    return (X[:cut], y[:cut]), (X[cut:], y[cut:])
+
+
+def _named(dataset: str, timeout: float | None = None) -> tuple[str, Split, Split, tuple[int, ...]]:
+    """``(display name, train, test, image shape)`` of a dataset known by name."""
+    if dataset == "digits":
+        return ("scikit-learn digits", *load_digits(), DIGITS_SHAPE)
+    train, test, shape = _folder_splits(dataset_folder(dataset, **({} if timeout is None else {"timeout": timeout})))
+    return dataset, train, test, shape
+
+
+def load_data(
+    dataset: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    validation: float = 0.0,
+    for_training: bool = True,
+    timeout: float | None = None,
+) -> Data:
+    """A run's data: training, validation and test splits, with where they came from.
+
+    ``data_dir`` reads that folder of MNIST-format files; ``dataset`` names one of
+    :data:`DATASETS` (never falling back); with neither, MNIST is used when it is on disk or can
+    be downloaded (``timeout`` per mirror, 5 s by default here), else scikit-learn's bundled
+    digits, with a note that says why. A folder holding one split only is split here for
+    training (its last sixth is the test set); for evaluation (``for_training=False``) that one
+    split is the test set, whole. ``validation`` is the fraction of the training split held out.
+    """
+    if dataset is not None and data_dir is not None:
+        raise ValueError("give a dataset name or a data folder, not both")
+    fraction = check_fraction(validation)
+    notes: list[str] = []
+    if data_dir is not None:
+        folder = Path(data_dir)
+        train, test, shape = _folder_splits(folder)
+        name, source = str(folder), {"data": str(folder.resolve())}
+        if train is None or test is None:
+            one, which = (train, "training") if train is not None else (test, "test")
+            if for_training:
+                train, test = hold_out(one, 1 / 6, "test fraction")
+                notes.append(f"{folder} holds one split only ({which}); training on its first {len(train[0])} samples, testing on the last {len(test[0])}")
+            else:
+                train, test = None, one
+                notes.append(f"{folder} holds one split only ({which}); scoring all of its {len(one[0])} samples")
+    else:
+        if dataset is None:
+            dataset = "mnist"
+            try:
+                loaded = _named("mnist", 5.0 if timeout is None else timeout)
+            except DatasetUnavailableError as exc:
+                dataset, loaded = "digits", _named("digits")
+                notes.append(f"using scikit-learn's bundled digits, because {exc.why}")
+        else:
+            loaded = _named(check_dataset(dataset), timeout)
+        (name, train, test, shape), source = loaded, {"dataset": dataset}
+    val = None
+    if for_training and fraction > 0:
+        train, val = hold_out(train, fraction)
+    return Data(name, source, train if for_training else None, val, test, tuple(int(d) for d in shape), tuple(notes))

@@ -1,15 +1,55 @@
-"""Training curves: loss and accuracy per epoch, training and validation, written atomically."""
+"""Training curves: loss and accuracy per epoch, training and validation, written atomically.
+
+The file format follows the destination's extension (``.png``, ``.svg``, ``.pdf``, ...);
+:func:`check_plot_path` refuses an extension matplotlib cannot write, or a destination that
+cannot be written, before any training starts.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+from .files import atomic_write, check_destination
 from .trainer import History
+
+# Formats matplotlib writes without external tools (its "pgf" needs a LaTeX installation).
+UNSUPPORTED = ("pgf",)
+
+
+def plot_formats() -> list[str]:
+    """The file extensions :func:`save_figure` can write here."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(f for f in FigureCanvasBase.get_supported_filetypes() if f not in UNSUPPORTED)
+
+
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """``path`` if a plot can be written there in the format its extension names, else a ValueError
+    (the extension) or OSError (the destination) that says why."""
+    path = Path(path)
+    ext = path.suffix[1:].lower()
+    formats = plot_formats()
+    if ext not in formats:
+        got = f"extension .{ext}" if ext else "no extension"
+        raise ValueError(f"cannot write a plot to {path}: {got}; use one of " + ", ".join(f".{f}" for f in formats))
+    return check_destination(path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Write a matplotlib figure atomically, in the format of ``path``'s extension, and close it."""
+    import matplotlib.pyplot as plt
+
+    path = check_plot_path(path)
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format=path.suffix[1:].lower(), dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def plot_history(history: History, path: str | os.PathLike, title: str = "") -> None:
-    """Two panels (loss, accuracy), training and (when present) validation, as a PNG at ``path``."""
+    """Two panels (loss, accuracy), training and (when present) validation, written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,8 +70,4 @@ def plot_history(history: History, path: str | os.PathLike, title: str = "") -> 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.part.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)  # never leave a half-written image
+    save_figure(fig, path)

@@ -20,6 +20,8 @@ import numpy as np
 from . import checkpoint
 from .network import MLP, Batch, Layers
 from .optim import SGD, Adam, Optimizer, StepLR, get_optimizer
+from .validation import check_non_negative
+from .validation import check_positive_int as _positive_int
 
 
 class TrainingDivergedError(ArithmeticError):
@@ -115,10 +117,6 @@ class LocalGradients:
         return StepResult(self.net.backend.to_float(loss), grads, self.count_correct(Z, rows), Z)
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _optimizer_kind(opt: Optimizer) -> str:
@@ -164,9 +162,7 @@ class Trainer:
         self.net = net
         self.optimizer = get_optimizer(optimizer, **({} if lr is None else {"lr": lr}))
         self.batch_size = None if batch_size is None else _positive_int(batch_size, "batch_size")
-        if not (l2 >= 0 and math.isfinite(l2)):
-            raise ValueError(f"l2 must be a non-negative number, got {l2!r}")
-        self.schedule, self.l2, self.shuffle, self.seed = schedule, float(l2), bool(shuffle), seed
+        self.schedule, self.l2, self.shuffle, self.seed = schedule, check_non_negative(l2, "l2"), bool(shuffle), seed
         self.rng = np.random.RandomState(seed)
         self.epoch = 0  # epochs completed
         self.target_epochs = 0  # what the running fit() aims for

@@ -7,12 +7,27 @@ deep inside a matrix product or a kernel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from backends import activation_code
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """A positive integer (not a bool), as an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_non_negative(value: Any, name: str) -> float:
+    """A finite number >= 0 (not a bool), as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
 
 
 def check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:

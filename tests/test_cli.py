@@ -39,9 +39,9 @@ def test_train_options_and_idx_folder(tmp_path, capsys):
     args = ["train", "--backend", "numpy", "--dtype", "float64", "--epochs", "2", "--lr", "0.5", "--hidden", "8,4", "--activation", "relu",
             "--data", str(tmp_path), "--optimizer", "adam", "--batch-size", "16", "--no-progress"]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "training on its first 50 samples, testing on the last 10" in out
-    assert "network [784, 8, 4, 10] relu, adam, lr 0.5, batches of 16" in out and "epoch 2/2" in out
+    captured = capsys.readouterr()
+    assert "holds one split only (test); training on its first 50 samples, testing on the last 10" in captured.err
+    assert "network [784, 8, 4, 10] relu, adam, lr 0.5, batches of 16" in captured.out and "epoch 2/2" in captured.out
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_default_dataset_falls_back_to_digits_with_a_reason(monkeypatch, tmp_pat
     monkeypatch.setitem(datasets.SOURCES, "mnist", datasets.Source("mnist", ("http://127.0.0.1:9/",), dict.fromkeys(datasets.FILES, "0" * 32)))
     assert main(["train", "--epochs", "1", "--backend", "numpy", "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert "note: training on scikit-learn's bundled digits, because mnist is not on disk and could not download" in captured.err
+    assert "note: using scikit-learn's bundled digits, because mnist is not on disk and could not download" in captured.err
     assert main(["train", "--epochs", "1", "--backend", "numpy", "--dataset", "mnist"]) == 1  # explicit: no fallback
     assert "netcore: error: mnist is not on disk" in capsys.readouterr().err
 
@@ -133,3 +133,24 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_matches_an_uninterrupted_ru
     for (W, b), (V, c) in zip(MLP.load(str(cut)).get_parameters(), MLP.load(str(tmp_path / "straight.npz")).get_parameters()):
         np.testing.assert_array_equal(W, V)
         np.testing.assert_array_equal(b, c)
+
+
+def test_the_network_takes_its_inputs_and_classes_from_the_data(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 40), ("t10k", 12)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 6, 5)).astype(np.uint8))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", (np.arange(n) % 3).astype(np.uint8))
+    assert main(["train", "--backend", "numpy", "--data", str(tmp_path), "--epochs", "1", "--hidden", "4", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "30 features, 3 classes" in out and "network [30, 4, 3] tanh" in out
+
+
+def test_a_run_is_one_config_object_handed_to_train(capsys):
+    from netcore.cli_train import train
+    from netcore.config import ConfigError, TrainConfig
+
+    assert train(TrainConfig(dataset="digits", backend="numpy", epochs=2, hidden=(8,), optimizer="adam", l2=1e-4, progress=False)) == 0
+    out = capsys.readouterr().out
+    assert "network [64, 8, 10] tanh, adam, lr 0.001, full batch, L2 0.0001, seed 2" in out and "epoch 2/2" in out
+    with pytest.raises(ConfigError, match="--optimizer: unknown optimizer 'adamw'; choose one of sgd, momentum, nesterov, adam"):
+        TrainConfig(optimizer="adamw")

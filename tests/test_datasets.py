@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from netcore.datasets import IDXFormatError, load_digits, load_idx_folder, read_idx, write_idx
+from netcore.datasets import IDXFormatError, hold_out, load_data, load_digits, load_idx_folder, read_idx, write_idx
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -106,3 +106,38 @@ def test_digits_split_is_deterministic_and_scaled():
     assert X.shape[1] == 64 and len(X) + len(X_test) == 1797
     assert 0.0 <= X.min() and X.max() <= 1.0
     np.testing.assert_array_equal(load_digits()[1][1], y_test)
+
+
+def test_load_data_holds_out_validation_and_records_where_the_data_came_from(tmp_path):
+    write_split(tmp_path, "train", 20)
+    write_split(tmp_path, "t10k", 6)
+    (X, y), (X_test, _) = load_idx_folder(tmp_path)
+    data = load_data(data_dir=tmp_path, validation=0.25)
+    np.testing.assert_array_equal(data.train[0], X[:15])
+    np.testing.assert_array_equal(data.validation[1], y[15:])
+    np.testing.assert_array_equal(data.test[0], X_test)
+    assert data.source == {"data": str(tmp_path.resolve())} and data.image_shape == (28, 28) and data.n_features == 784
+    assert data.n_classes == max(int(s[1].max()) for s in data.splits) + 1 and data.notes == ()
+    assert data.input_record() == {"shape": [28, 28], "dtype": "uint8", "range": [0.0, 255.0]}
+
+
+def test_a_named_dataset_and_a_folder_are_one_or_the_other(tmp_path):
+    with pytest.raises(ValueError, match="give a dataset name or a data folder, not both"):
+        load_data("digits", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of mnist, fashion-mnist, digits"):
+        load_data("cifar")
+
+
+def test_the_digits_are_a_dataset_by_name():
+    data = load_data("digits", validation=0.2)
+    assert data.name == "scikit-learn digits" and data.source == {"dataset": "digits"} and data.image_shape == (8, 8)
+    assert len(data.train[0]) + len(data.validation[0]) + len(data.test[0]) == 1797 and data.n_classes == 10
+    assert data.input_record() == {"shape": [8, 8], "dtype": "float64", "range": [0.0, 1.0]}
+
+
+@pytest.mark.parametrize("fraction,message", [(1.0, r"must be a number in \[0, 1\), got 1.0"), (-0.1, "got -0.1"), (float("nan"), "got nan"),
+                                              ("0.5", "got '0.5'"), (0.001, "holds out 0 of 10 samples"), (0.99, "holds out 10 of 10 samples")])
+def test_hold_out_leaves_samples_on_both_sides(fraction, message):
+    split = (np.zeros((10, 2)), np.arange(10))
+    with pytest.raises(ValueError, match=message):
+        hold_out(split, fraction)

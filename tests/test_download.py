@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from netcore import datasets
-from netcore.datasets import FILES, DatasetUnavailableError, Source, load_dataset, write_idx
+from netcore.datasets import FILES, DatasetUnavailableError, Reason, Source, load_data, load_dataset, write_idx
 
 
 def make_files(folder: Path, n_train=30, n_test=10, seed=0) -> dict[str, str]:
@@ -124,8 +124,22 @@ def test_offline_fails_fast_and_says_where_to_put_the_files(env, monkeypatch):
     message = str(err.value)
     assert "mnist is not on disk and could not download" in message
     assert f"put {', '.join(FILES)} (gzipped or not) in one of: " in message and str(env / "cache" / "mnist") in message
-    with pytest.raises(DatasetUnavailableError, match="is not on disk; put"):
+    assert (err.value.dataset, err.value.reason) == ("mnist", Reason.DOWNLOAD_FAILED)  # fields, for code that acts on it
+    assert err.value.detail.startswith("could not download train-images-idx3-ubyte.gz: http://127.0.0.1:9/")
+    assert err.value.hint in message and err.value.why == "mnist is not on disk and " + err.value.detail
+    with pytest.raises(DatasetUnavailableError, match="is not on disk; put") as err:
         load_dataset("mnist", download_if_missing=False)
+    assert err.value.reason is Reason.NOT_ON_DISK and err.value.why == "mnist is not on disk"
+
+
+def test_default_data_falls_back_to_the_digits_and_says_why(env, monkeypatch):
+    use_source(monkeypatch, ["http://127.0.0.1:9/"], dict.fromkeys(FILES, "0" * 32))
+    data = load_data(validation=0.1)
+    assert data.source == {"dataset": "digits"} and data.image_shape == (8, 8) and data.n_features == 64
+    assert data.notes == (f"using scikit-learn's bundled digits, because mnist is not on disk and could not download {FILES[0]}: "
+                          f"http://127.0.0.1:9/{FILES[0]}: <urlopen error [Errno 111] Connection refused>",)
+    with pytest.raises(DatasetUnavailableError):  # a dataset named is never replaced
+        load_data("mnist")
 
 
 def test_search_order_explicit_dir_then_env_then_cache_then_system(env, monkeypatch):

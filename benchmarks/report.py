@@ -1,5 +1,8 @@
 """Benchmark reporting: pytest-benchmark JSON -> a table of epoch times and a log-scale bar chart.
 
+Used by ``python -m benchmarks`` (and ``netcore bench``, which runs it) and by the suites, for
+:func:`epoch_flop`. It belongs to the benchmarks, not the product: ``netcore`` never imports it.
+
 Each benchmark records in ``extra_info`` what it ran: ``label``, ``backend``, ``dtype``, ``input``,
 ``samples``, ``threads``, ``flop`` (per timed call), ``reference`` (``"python"`` for the naive
 baseline, ``"numpy"`` for the NumPy backend's row of its dtype) and, for the naive baseline run on
@@ -14,8 +17,9 @@ import os
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from netcore.plots import save_figure
 
 
 def epoch_flop(layer_sizes: Sequence[int], n_samples: int) -> int:
@@ -116,12 +120,17 @@ def plot(rows: list[Row], path: str | os.PathLike) -> None:
         for i, r in enumerate(members):
             ax.text(r.ms, i, f" {r.ms:,.1f}", va="center", fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).stem}.part.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)  # never leave a half-written plot behind
+    save_figure(fig, path, dpi=120)  # atomically: never a half-written plot
 
 
 def read_json(path: str | os.PathLike) -> list[Row]:
+    """Rows of a pytest-benchmark JSON file; a ValueError naming the file if it is not one."""
     with open(path) as fh:
-        return load_rows(json.load(fh))
+        try:
+            data = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a pytest-benchmark JSON file ({exc})") from None
+    try:
+        return load_rows(data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a pytest-benchmark JSON file (no {exc} where a benchmark's timings go)") from None
