@@ -225,3 +225,27 @@ def test_out_of_memory_while_recording_is_a_clear_error():
 
     with pytest.raises(MemoryError, match=r"^the GPU ran out of memory recording a training step for graph replay \(Out of memory"):
         ops.capture(step)
+
+
+# -- benchmarks.gpu_check, the script a GPU machine runs -----------------------------------------------
+
+
+def test_gpu_check_documents_every_option(capsys):
+    from benchmarks import gpu_check
+
+    with pytest.raises(SystemExit):
+        gpu_check.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--out", "--samples", "--rounds", "--budget", "--test-timeout", "--skip-tests", "--skip-timings", "--skip-agreement"):
+        assert option in text
+    assert "$OUT" in text and "hypothesis" in text
+
+
+def test_gpu_check_runs_the_tests_without_hypothesis_or_scikit_learn(monkeypatch, tmp_path):
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(gpu_check, "importable", lambda name: name not in ("hypothesis", "sklearn"))
+    cmd, env, notes = gpu_check.test_command(tmp_path)
+    assert str(tmp_path) in env["PYTHONPATH"].split(":") and (tmp_path / "hypothesis" / "strategies.py").exists()
+    assert cmd[-2:] == ["-o", "filterwarnings=default"] and len(notes) == 2
+    assert "NUMBA_ENABLE_CUDASIM" not in env
