@@ -1,6 +1,6 @@
 """The GPU check: GPU tests, then full-batch step timings and an agreement check, written to ``$OUT``.
 
-    PYTHONPATH=. python -m benchmarks.gpu_check            # about 3 minutes on one H200
+    PYTHONPATH=. python -m benchmarks.gpu_check            # within 4 minutes: --budget is 225 s
 
 Needs only what a GPU machine has: CuPy, Numba, PyTorch and pytest (hypothesis, scikit-learn and
 numba-cuda are used where installed, not required). Parts, in order, each under what is left of

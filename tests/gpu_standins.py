@@ -88,7 +88,7 @@ class FakeStream:
         self.fake.streams.append(self)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.fake.streams.pop()
 
 

@@ -44,6 +44,12 @@ NVRTCS = [pytest.param(n, id=str(n).replace(" ", "")) for n in nvrtc.available()
 ]
 
 
+def every_compiler_arch_and_dtype(test):
+    for name, values in (("dtype", DTYPES), ("arch", ARCHS), ("compiler", NVRTCS)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
 def entry(ptx: str, name: str) -> bool:
     return f".entry netcore_{name}(" in ptx or f".entry netcore_{name} (" in ptx
 
@@ -115,18 +121,14 @@ def test_the_backend_builds_kernels_only_from_its_tables():
         assert scalars <= {var for _, var in _params(ELEMENTWISE[name][0])}, name
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("compiler", NVRTCS)
+@every_compiler_arch_and_dtype
 def test_raw_kernels_compile(compiler, arch, dtype):
     for name in RAW:
         ptx = compiler.compile(raw_source(name, dtype), [f"-arch={arch}", "--std=c++17"], f"{name}.cu")
         assert entry(ptx, name), name
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("compiler", NVRTCS)
+@every_compiler_arch_and_dtype
 def test_elementwise_bodies_compile(compiler, arch, dtype):
     for name in ELEMENTWISE:
         ptx = compiler.compile(wrapper_source(name, dtype), [f"-arch={arch}", "--std=c++17"], f"{name}.cu")
@@ -135,9 +137,7 @@ def test_elementwise_bodies_compile(compiler, arch, dtype):
             assert double_ops(ptx) == [], f"{name} computes in double in float32: {double_ops(ptx)[:3]}"
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("compiler", NVRTCS)
+@every_compiler_arch_and_dtype
 def test_elementwise_bodies_compile_as_cupy_generates_them(compiler, arch, dtype):
     if importlib.util.find_spec("cupy") is None:
         pytest.skip("CuPy is not installed here, so its code generator cannot run (the bodies were compiled in the wrapper)")

@@ -17,7 +17,6 @@ from netcore import MLP, SGD, Trainer
 from .conftest import make_data
 from .gpu_standins import FakeCupy, FakeOutOfMemoryError, FreedMemoryError, TapeGraphBackend, cupy_backend_on, ordered_before
 
-
 # -- stream ordering of CupyBackend.capture ------------------------------------------------------
 
 
@@ -151,9 +150,9 @@ def test_the_tape_refuses_to_replay_onto_freed_arrays(rng):
     X, y = separable(rng)
     ops = TapeGraphBackend()
     net = MLP([8, 6, 3], backend=ops, dtype="float64", seed=3)
-    data = net.prepare(X, y)
-    _, replay = ops.capture(lambda: net.train_step(data.X, data.Y, 0.1))
-    del data
+    batch = {"data": net.prepare(X, y)}
+    _, replay = ops.capture(lambda: net.train_step(batch["data"].X, batch["data"].Y, 0.1))
+    batch.clear()
     gc.collect()
     with pytest.raises(FreedMemoryError):
         replay()
