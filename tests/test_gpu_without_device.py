@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backends.cupy_backend import CupyBackend, _unavailable_reason
-from netcore import MLP, SGD, Trainer
+from netcore import MLP, SGD, StepLR, Trainer
 
 from .conftest import make_data
 from .gpu_standins import FakeCupy, FakeOutOfMemoryError, FreedMemoryError, TapeGraphBackend, cupy_backend_on, ordered_before
@@ -89,7 +89,8 @@ def separable(rng, n=60, d=8, k=3):
 def pair(momentum=0.0):
     """The same network twice: the plain step on NumPy, and the graph replay on the tape stand-in."""
     nets = [MLP([8, 6, 3], backend=b, dtype="float64", seed=3) for b in ("numpy", TapeGraphBackend())]
-    return [Trainer(net, SGD(0.5, momentum=momentum), graph=g) for net, g in zip(nets, (False, True))]
+    schedule = StepLR(0.5, 5, 0.2)  # a rate drop after epoch 6: recorded again
+    return [Trainer(net, SGD(0.5, momentum=momentum), schedule=schedule, graph=g) for net, g in zip(nets, (False, True))]
 
 
 def assert_same(plain: Trainer, graph: Trainer) -> None:
