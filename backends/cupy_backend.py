@@ -32,6 +32,20 @@ _BACKWARD = {
     "sigmoid": "g = g * a * ((T)1 - a)",
 }
 
+#: Every ElementwiseKernel this backend builds: name -> (inputs, outputs, body), T the compute
+#: dtype; CuPy names the kernel ``netcore_<name>``. With :data:`RAW` these are all the CUDA
+#: sources the backend compiles, which tests/test_cuda_sources.py compiles with NVRTC.
+ELEMENTWISE: dict[str, tuple[str, str, str]] = {
+    "from_uint8": ("uint8 x, T s", "T y", "y = x * s"),
+    "sgd": ("T g, T lr", "T p", "p -= lr * g"),
+    "adam": (
+        "T g, T lr, T b1, T b2, T eps", "T p, T m, T v",
+        "m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * g * g; p -= lr * m / (sqrt(v) + eps)",
+    ),
+    **{f"{kind}_forward": ("T b", "T z", body) for kind, body in _FORWARD.items()},
+    **{f"{kind}_backward": ("T a", "T g", body) for kind, body in _BACKWARD.items()},
+}
+
 # Softmax + cross-entropy + its gradient in one pass over each row of logits (one thread a row:
 # the output layer is narrow). Writes dZ = softmax(z) - y and the row's loss, accumulated in double.
 _SOFTMAX_XENT = r"""
@@ -55,13 +69,39 @@ extern "C" __global__ void netcore_softmax_xent(const T* z, const T* y, T* delta
 }
 """
 
+#: Every RawKernel this backend builds: name -> CUDA source, with ``T`` typedef'd by :func:`raw_source`.
+RAW: dict[str, str] = {"softmax_xent": _SOFTMAX_XENT}
+
+
+def raw_source(name: str, dtype: Any) -> str:
+    """The exact source the backend hands to ``cupy.RawKernel`` for kernel ``netcore_<name>``."""
+    ctype = {"float32": "float", "float64": "double"}[np.dtype(dtype).name]
+    return f"typedef {ctype} T;\n" + RAW[name]
+
+
+def _driver_version(cupy: Any) -> int | None:
+    """The CUDA version the installed driver supports (0: no driver at all), or None if unknown."""
+    try:
+        return int(cupy.cuda.runtime.driverGetVersion())
+    except Exception:
+        return None
+
 
 def _unavailable_reason(exc: BaseException, cupy: Any) -> str:
     """Turn a CUDA runtime failure into a sentence a user can act on."""
     msg = str(exc)
     if "InsufficientDriver" in msg:
+        # The runtime says "insufficient driver" both when the driver is old and when there is
+        # none; driverGetVersion() tells the two apart (0 means no driver was found).
+        driver = _driver_version(cupy)
+        if driver == 0:
+            return (
+                "no NVIDIA driver found (the CUDA driver library libcuda is not installed or not loaded); "
+                "on a machine with an NVIDIA GPU install its driver and check it with `nvidia-smi`"
+            )
+        supports = "" if driver is None else f" (it supports CUDA {driver // 1000}.{driver % 1000 // 10})"
         return (
-            f"the NVIDIA driver is too old for CuPy {cupy.__version__} "
+            f"the NVIDIA driver{supports} is too old for CuPy {cupy.__version__} "
             f"(built for CUDA {cupy.cuda.runtime.runtimeGetVersion() // 1000}); update the driver or {INSTALL_HINT}"
         )
     if "NoDevice" in msg or "no CUDA-capable device" in msg:
@@ -95,25 +135,38 @@ class CupyBackend(Backend):
         import cupy
 
         self.xp = cupy
-        self._forward: dict[str, Any] = {}
-        self._backward: dict[str, Any] = {}
         self._kernels: dict[str, Any] = {}
 
-    def _elementwise(self, name: str, params_in: str, params_out: str, body: str) -> Any:
+    def _elementwise(self, name: str) -> Any:
+        """The ElementwiseKernel ``ELEMENTWISE[name]``, built on first use (CuPy compiles it per dtype)."""
         if name not in self._kernels:
+            params_in, params_out, body = ELEMENTWISE[name]
             self._kernels[name] = self.xp.ElementwiseKernel(params_in, params_out, body, f"netcore_{name}")
         return self._kernels[name]
+
+    def _raw(self, name: str) -> Any:
+        """The RawKernel ``RAW[name]`` for this backend's dtype, built on first use."""
+        key = f"{name} {self.dtype.name}"
+        if key not in self._kernels:
+            self._kernels[key] = self.xp.RawKernel(raw_source(name, self.dtype), f"netcore_{name}")
+        return self._kernels[key]
+
+    def _out_of_memory(self, what: str, nbytes: int | None = None) -> MemoryError:
+        """The error for running out of device memory while doing ``what``: how much was asked
+        (when known) and how much is free, and what to change."""
+        asked = "" if nbytes is None else f" ({nbytes / 2**20:,.0f} MiB)"
+        free, total = self.xp.cuda.runtime.memGetInfo()
+        return MemoryError(
+            f"the GPU ran out of memory {what}{asked} with {free / 2**20:,.0f} MiB free of {total / 2**20:,.0f} MiB: "
+            "use fewer samples, mini-batches, float32 or uint8 inputs"
+        )
 
     def _device(self, make, nbytes: int, what: str) -> Any:
         """Run an allocation; out of device memory becomes an error that says how much was asked."""
         try:
             return make()
         except self.xp.cuda.memory.OutOfMemoryError:
-            free, total = self.xp.cuda.runtime.memGetInfo()
-            raise MemoryError(
-                f"the GPU ran out of memory placing {what} ({nbytes / 2**20:,.0f} MiB) with {free / 2**20:,.0f} MiB free "
-                f"of {total / 2**20:,.0f} MiB: use fewer samples, mini-batches, float32 or uint8 inputs"
-            ) from None
+            raise self._out_of_memory(f"placing {what}", nbytes) from None
 
     def describe(self) -> dict[str, str]:
         cupy = self.xp
@@ -123,12 +176,6 @@ class CupyBackend(Backend):
             "device": props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"]),
             "cuda runtime": str(cupy.cuda.runtime.runtimeGetVersion()),
         }
-
-    def _kernel(self, cache: dict, bodies: dict, kind: str, params_in: str, params_out: str) -> Any:
-        activation_code(kind)
-        if kind not in cache:
-            cache[kind] = self.xp.ElementwiseKernel(params_in, params_out, bodies[kind], f"netcore_{kind}_{params_out[-1]}")
-        return cache[kind]
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return self.xp.asnumpy(x)
@@ -144,15 +191,21 @@ class CupyBackend(Backend):
         cp = self.xp
         raw = self._device(lambda: cp.asarray(X), X.nbytes, f"uint8 inputs of shape {X.shape}")
         out = self._device(lambda: cp.empty(X.shape, self.dtype), X.size * self.dtype.itemsize, f"inputs of shape {X.shape}")
-        self._elementwise("from_uint8", "uint8 x, T s", "T y", "y = x * s")(raw, self.dtype.type(1 / 255), out)
+        self._elementwise("from_uint8")(raw, self.dtype.type(1 / 255), out)
         return out
+
+    def loss_and_gradients(self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None, generic) -> tuple[Any, list, Any]:
+        """The contract's whole-batch gradient; out of device memory on the way is a MemoryError that
+        says how many samples the step held (the step's arrays scale with them)."""
+        try:
+            return super().loss_and_gradients(layers, X, Y, activation, rows, generic)
+        except self.xp.cuda.memory.OutOfMemoryError as exc:
+            n = len(X) if rows is None else len(rows)
+            raise self._out_of_memory(f"during a training step on {n:,} samples ({exc})") from None
 
     def softmax_cross_entropy(self, z: Any, y: Any) -> tuple[Any, Any]:
         cp = self.xp
-        if "softmax_xent" + self.dtype.name not in self._kernels:
-            ctype = "float" if self.dtype == np.float32 else "double"
-            self._kernels["softmax_xent" + self.dtype.name] = cp.RawKernel(f"typedef {ctype} T;\n" + _SOFTMAX_XENT, "netcore_softmax_xent")
-        kernel = self._kernels["softmax_xent" + self.dtype.name]
+        kernel = self._raw("softmax_xent")
         z, y = cp.ascontiguousarray(z), cp.ascontiguousarray(y)
         n, k = z.shape
         delta = cp.empty_like(z)
@@ -161,15 +214,11 @@ class CupyBackend(Backend):
         return (rows.sum() / n).astype(self.dtype), delta
 
     def sgd_update(self, param: Any, grad: Any, lr: float) -> None:
-        self._elementwise("sgd", "T g, T lr", "T p", "p -= lr * g")(grad, param.dtype.type(lr), param)
+        self._elementwise("sgd")(grad, param.dtype.type(lr), param)
 
     def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float) -> None:
         t = param.dtype.type
-        kernel = self._elementwise(
-            "adam", "T g, T lr, T b1, T b2, T eps", "T p, T m, T v",
-            "m = b1 * m + ((T)1 - b1) * g; v = b2 * v + ((T)1 - b2) * g * g; p -= lr * m / (sqrt(v) + eps)",
-        )
-        kernel(grad, t(lr), t(beta1), t(beta2), t(eps), param, m, v)
+        self._elementwise("adam")(grad, t(lr), t(beta1), t(beta2), t(eps), param, m, v)
 
     def capture_limits(self, *, full_batch: bool, stateless: bool, l2: float) -> list[str]:
         reasons = []
@@ -185,24 +234,51 @@ class CupyBackend(Backend):
         """Run ``step`` once, then record its kernels as a CUDA graph: ``(first result, replay)``.
 
         ``replay()`` relaunches the whole recorded step with one call and returns the arrays the
-        recording produced (overwritten in place each time). The recording allocates from a
-        private memory pool that nothing else uses, so the addresses baked into the graph stay
-        valid. The step must not read anything back to the host.
+        recording produced (overwritten in place each time). The step must not read anything back
+        to the host, and the arrays it reads and updates (data, parameters, optimizer state) must
+        stay alive, and be the ones used, for as long as ``replay`` is: the graph holds their
+        addresses, not the arrays.
+
+        Ordering rule (the host reads on the current stream: ``to_float``, ``to_numpy``,
+        ``argmax_rows``): ``replay()`` launches the graph on the stream current when it is called,
+        so it runs after all work queued there before it (uploads included) and before all work
+        queued there after it. The first step runs on a capture stream that first waits for the
+        current stream, and the current stream waits for that step before anything queued later.
+
+        Memory: the first step allocates as usual, so state it creates to keep (momentum
+        velocities) is owned by its arrays. The recording allocates from a private pool, filled
+        beforehand with blocks of the sizes the first step asked for, so that nothing is allocated
+        while capturing and the addresses baked into the graph stay valid while ``replay`` lives.
         """
         cp = self.xp
-        stream = cp.cuda.Stream(non_blocking=True)
+        current = cp.cuda.get_current_stream()
+        stream = cp.cuda.Stream(non_blocking=True)  # capture cannot record the legacy default stream
         pool = cp.cuda.MemoryPool()
-        with cp.cuda.using_allocator(pool.malloc), stream:
-            first = step()  # a real step: compiles kernels and fills the private pool
-            stream.synchronize()
-            stream.begin_capture()
-            try:
-                recorded = step()
-            finally:
-                graph = stream.end_capture()
+        allocate, sizes = cp.cuda.get_allocator(), []
 
-        def replay():
-            graph.launch(stream)
+        def allocate_and_note(size: int) -> Any:
+            sizes.append(size)
+            return allocate(size)
+
+        stream.wait_event(current.record())  # the first step reads what is queued before it
+        try:
+            with stream:
+                with cp.cuda.using_allocator(allocate_and_note):
+                    first = step()  # a real step: compiles kernels, creates the optimizer's state
+                blocks = [pool.malloc(size) for size in sizes]  # on this stream's free list
+                del blocks
+                with cp.cuda.using_allocator(pool.malloc):
+                    stream.begin_capture()
+                    try:
+                        recorded = step()
+                    finally:
+                        graph = stream.end_capture()
+        except cp.cuda.memory.OutOfMemoryError as exc:
+            raise self._out_of_memory(f"recording a training step for graph replay ({exc})") from None
+        current.wait_event(stream.record())  # what the caller queues next sees the first step done
+
+        def replay() -> Any:
+            graph.launch(cp.cuda.get_current_stream())
             return recorded
 
         replay.keep_alive = (pool, stream, graph)
@@ -210,11 +286,11 @@ class CupyBackend(Backend):
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         z = self.matmul_nt(a, w)
-        kernel = self._kernel(self._forward, _FORWARD, kind, "T b", "T z")
-        kernel(b, z)  # bias + activation in one pass, in place
+        activation_code(kind)
+        self._elementwise(f"{kind}_forward")(b, z)  # bias + activation in one pass, in place
         return z
 
     def activation_backward(self, a: Any, grad: Any, kind: str) -> Any:
-        kernel = self._kernel(self._backward, _BACKWARD, kind, "T a", "T g")
-        kernel(a, grad)  # g is read and written in place
+        activation_code(kind)
+        self._elementwise(f"{kind}_backward")(a, grad)  # g is read and written in place
         return grad

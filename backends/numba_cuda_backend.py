@@ -9,7 +9,6 @@ but anywhere, which is how its kernels are tested without a GPU.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 from typing import Any
 
@@ -75,6 +74,11 @@ class NumbaCudaBackend(Backend):
     def _kind(self, kind: str) -> int:
         return activation_code(kind)
 
+    def _scalar(self, x: float) -> Any:
+        """A scalar argument in the compute dtype: a Python float would make Numba compile the
+        kernel's arithmetic in double precision."""
+        return self.dtype.type(x)
+
     def _empty(self, shape, dtype=None) -> Any:
         return self.cuda.device_array(shape, dtype=dtype or self.dtype)
 
@@ -105,7 +109,7 @@ class NumbaCudaBackend(Backend):
 
     def zeros_like(self, x: Any) -> Any:
         out = self.cuda.device_array_like(x)
-        self._launch(self.k.fill, out.size, out.reshape(-1), 0)
+        self._launch(self.k.fill, out.size, out.reshape(-1), self._scalar(0))
         return out
 
     def take_rows(self, x: Any, rows: np.ndarray) -> Any:
@@ -118,8 +122,7 @@ class NumbaCudaBackend(Backend):
         M = a.shape[1] if trans_a else a.shape[0]
         N = b.shape[0] if trans_b else b.shape[1]
         out = self._empty((M, N))
-        tile = self.m.TILE
-        self.k.gemm[(math.ceil(N / tile), math.ceil(M / tile)), (tile, tile)](a, b, out, trans_a, trans_b)
+        self.k.gemm[self.m.gemm_grid(M, N), (self.m.TILE, self.m.TILE)](a, b, out, trans_a, trans_b)
         return out
 
     def matmul(self, a: Any, b: Any) -> Any:
@@ -157,7 +160,7 @@ class NumbaCudaBackend(Backend):
 
     def _sum(self, v: Any, scale: float) -> Any:
         out = self._empty(1)
-        self.k.total[1, self.m.THREADS](v, scale, out)
+        self.k.total[1, self.m.THREADS](v, self._scalar(scale), out)
         return out
 
     def cross_entropy(self, z: Any, y: Any) -> Any:
@@ -172,9 +175,13 @@ class NumbaCudaBackend(Backend):
 
     # -- reductions and updates -------------------------------------------------------------
     def sum_rows(self, a: Any) -> Any:
-        out = self._empty(a.shape[1])
-        self._launch(self.k.sum_rows, a.shape[1], a, out)
-        return out
+        # Passes of chunked column sums (many threads each, not one a column), until one row is left.
+        while True:
+            out = self._empty((self.m.sum_rows_chunks(a.shape[0]), a.shape[1]))
+            self._launch(self.k.sum_rows, out.size, a, out)
+            if out.shape[0] == 1:
+                return out.reshape(out.shape[1])
+            a = out
 
     def sum_squares(self, a: Any) -> Any:
         sq = self._empty(a.size)
@@ -185,14 +192,15 @@ class NumbaCudaBackend(Backend):
         return bool(np.isfinite(self.to_numpy(a)).all())  # parameters: kilobytes, once an epoch
 
     def scale(self, a: Any, s: float) -> Any:
-        self._launch(self.k.scale, a.size, a.reshape(-1), s)
+        self._launch(self.k.scale, a.size, a.reshape(-1), self._scalar(s))
         return a
 
     def sgd_update(self, param: Any, grad: Any, lr: float) -> None:
-        self._launch(self.k.sgd_update, param.size, param.reshape(-1), grad.reshape(-1), lr)
+        self._launch(self.k.sgd_update, param.size, param.reshape(-1), grad.reshape(-1), self._scalar(lr))
 
     def adam_update(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float) -> None:
-        self._launch(self.k.adam_update, param.size, param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), lr, beta1, beta2, eps)
+        t = self._scalar
+        self._launch(self.k.adam_update, param.size, param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps))
 
     # -- labels -------------------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:

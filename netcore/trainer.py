@@ -306,20 +306,35 @@ class Trainer:
         return all(ops.all_finite(p) for layer in self.net.layers for p in layer)
 
     def _graph_step(self, data: Batch, lr: float) -> tuple[Any, Any]:
-        """One full-batch step from the recorded graph; recorded again when the rate, the data or
-        the parameter arrays change. Returns the loss and logits before the update."""
+        """One full-batch step from the recorded graph; recorded again when the rate or any array it
+        replays on changes. Returns the loss and logits before the update.
+
+        A graph replays on the addresses it was recorded with, so the cache is keyed on the arrays
+        themselves (inputs, targets, every weight and bias, the optimizer and its state), compared
+        by identity, and holds them: none can be freed, and its address reused, while it may replay.
+        """
         net, ops = self.net, self.net.backend
-        key = (lr, id(data.X), tuple(id(W) for W, _ in net.layers))
-        if self._replay is not None and self._replay[0] == key:
-            return self._replay[1]()
+
+        def replayed_on() -> tuple:
+            state = tuple(a for slots in self.optimizer.slots for a in slots)
+            return (data.X, data.Y, *(a for layer in net.layers for a in layer), self.optimizer, *state)
+
+        if self._replay is not None:
+            cached_lr, arrays, replay = self._replay
+            now = replayed_on()
+            if cached_lr == lr and len(arrays) == len(now) and all(a is b for a, b in zip(arrays, now)):
+                self.optimizer.t += 1  # a replay runs no Python: count its step here
+                return replay()
 
         def step():
             loss, grads, Z = net.loss_and_gradients(data.X, data.Y)
             self.optimizer.update(ops, net.layers, grads, lr)
             return loss, Z
 
+        self._replay = None  # let the previous recording go before the new one is made
         first, replay = ops.capture(step)
-        self._replay = (key, replay)
+        self.optimizer.t -= 1  # step() ran twice, once to record: one step was taken
+        self._replay = (lr, replayed_on(), replay)  # after the first step, which creates the optimizer's state
         return first
 
     def _l2_penalty(self, grads: list, m: int) -> float:
@@ -407,6 +422,8 @@ class Trainer:
         self.history = History([EpochLog(**e) for e in meta["history"]])
         t = meta["trainer"]
         self.batch_size, self.l2, self.shuffle, self.seed = t["batch_size"], t["l2"], t["shuffle"], t["seed"]
+        if self.graph:
+            self._check_capture()
         self._last_good = None
         return self
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import backends
-from netcore import MLP, SGD, Trainer
+from netcore import MLP, SGD, StepLR, Trainer
 
 from .conftest import backend_params, make_data
 
@@ -22,17 +22,38 @@ def separable(rng, n=300, d=20, k=4):
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_graph_replay_equals_the_uncaptured_path(name, rng, momentum):
+    """Also across a rate drop (recorded again: the momentum state made by the first recording
+    must outlive it) and a second fit (new data arrays), reading every result on the host."""
     X, y = separable(rng)
     runs = []
     for graph in (False, True):
         net = MLP([20, 16, 16, 4], backend=name, dtype="float64", seed=2)
-        history = Trainer(net, SGD(0.5, momentum=momentum), graph=graph).fit(X, y, 12)
+        trainer = Trainer(net, SGD(0.5, momentum=momentum), schedule=StepLR(0.5, 5, 0.2), graph=graph)
+        trainer.fit(X, y, 8)
+        history = trainer.fit(X, y, 12)
         runs.append((net.get_parameters(), history["loss"]))
     (p0, l0), (p1, l1) = runs
     np.testing.assert_allclose(l1, l0, rtol=1e-12)
     for (W, b), (V, c) in zip(p1, p0):
         np.testing.assert_allclose(W, V, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(b, c, rtol=1e-12, atol=1e-14)
+
+
+def test_a_replay_under_a_stream_of_the_callers_is_ordered_with_its_reads(name, rng):
+    import cupy as cp
+
+    X, y = separable(rng)
+    net = MLP([20, 16, 4], backend=name, dtype="float32", seed=0)
+    batch = net.prepare(X, y)
+    ref = MLP([20, 16, 4], backend=name, dtype="float32", seed=0)
+    ref_batch = ref.prepare(X, y)
+    with cp.cuda.Stream(non_blocking=True):
+        (loss, Z), replay = net.backend.capture(lambda: net.train_step(batch.X, batch.Y, 0.1))
+        for _ in range(3):
+            expect, expect_Z = ref.train_step(ref_batch.X, ref_batch.Y, 0.1)
+            assert net.backend.to_float(loss) == pytest.approx(ref.backend.to_float(expect), rel=1e-5)
+            np.testing.assert_allclose(net.backend.to_numpy(Z), ref.backend.to_numpy(expect_Z), rtol=1e-4, atol=1e-5)
+            loss, Z = replay()
 
 
 def test_a_step_never_synchronises_with_the_host(name, rng):
