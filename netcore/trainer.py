@@ -254,8 +254,12 @@ class Trainer:
         return self.net.predict_proba(X)
 
     # -- checkpoints -----------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Network, optimizer state, epoch, history and shuffling RNG position, in one atomic ``.npz``."""
+    def save(self, path: str, run: dict[str, Any] | None = None) -> None:
+        """Network, optimizer state, epoch, history and shuffling RNG position, in one atomic ``.npz``.
+
+        ``run``: a JSON-able record of the run this state belongs to, stored as ``meta["run"]``
+        and read back by ``checkpoint.load`` (``netcore train`` keeps its data and schedule there).
+        """
         ops = self.net.backend
         arrays = self.net.parameter_arrays()
         arrays.update({f"opt_{k}": v for k, v in self.optimizer.state(ops).items()})
@@ -270,6 +274,8 @@ class Trainer:
             "rng": {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
             "history": [asdict(e) for e in self.history.epochs],
         }
+        if run is not None:
+            meta["run"] = run
         checkpoint.save(path, arrays, meta)
 
     def restore(self, path: str) -> Trainer:
