@@ -51,14 +51,17 @@ class EarlyStopping:
 
 
 class ModelCheckpoint:
-    """Save the trainer (network, optimizer, epoch, RNG) to ``path`` every ``every`` epochs, atomically."""
+    """Save the trainer (network, optimizer, epoch, RNG) to ``path`` every ``every`` epochs, atomically.
 
-    def __init__(self, path: str, every: int = 1) -> None:
-        self.path, self.every = path, every
+    ``run`` is stored with it (see :meth:`~netcore.trainer.Trainer.save`).
+    """
+
+    def __init__(self, path: str, every: int = 1, run: dict[str, Any] | None = None) -> None:
+        self.path, self.every, self.run = path, every, run
 
     def on_epoch_end(self, trainer: Any, log: Any) -> None:
         if log.epoch % self.every == 0:
-            trainer.save(self.path)
+            trainer.save(self.path, run=self.run)
 
 
 class ProgressBar:

@@ -1,17 +1,21 @@
-"""The ``netcore`` command: ``info``, ``train``, ``evaluate`` and ``bench``.
+"""The ``netcore`` command: ``info``, ``train``, ``evaluate``, ``predict`` and ``bench``.
 
 Every expected failure ends in one line on stderr and a non-zero exit, never a traceback:
-``netcore: error: ...`` and status 1 for what the run found (a bad file, a backend that cannot
-run, data that does not fit), ``netcore train: error: ...`` and status 2 for arguments that do
-not parse, ``netcore: interrupted`` and status 130 for Ctrl-C.
+``netcore: error: ...`` and status 1 for what the run found (a bad option value or file, a
+backend that cannot run, data that does not fit, any OSError), ``netcore train: error: ...`` and
+status 2 for arguments that do not parse, one ``netcore: interrupted ...`` line and status 130 for
+Ctrl-C (143 for SIGTERM, handled the same way).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import numpy as np
 import backends
 
 from . import __version__
+from .cli_predict import add_predict_arguments, cmd_predict
 from .cli_train import add_evaluate_arguments, add_train_arguments, cmd_evaluate, cmd_train
 
 # Errors a user can act on from the message alone: printed as one line, no traceback.
@@ -40,6 +45,7 @@ def build_parser() -> Parser:
     sub.add_parser("info", help="versions, each backend's availability, and what auto would pick")
     add_train_arguments(sub.add_parser("train", help="train a network (full batch by default, the tutorial's way)"))
     add_evaluate_arguments(sub.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved network"))
+    add_predict_arguments(sub.add_parser("predict", help="the class of each image or array row in FILES, one a line"))
     sub.add_parser("bench", add_help=False, help="alias of `python -m benchmarks` in a source checkout: run the benchmark suites, "
                                                  "print the table (its options: netcore bench --help)")
     return parser
@@ -90,23 +96,54 @@ def one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+class _Signals:
+    """SIGTERM stops a command the way Ctrl-C does (a KeyboardInterrupt where the program is), so
+    both save what they can and end in one line; the exit status says which (130 or 143)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.previous = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def status(self, code: int) -> int:
+        return 128 + self.received if code == 130 and self.received else code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["bench"]:  # everything after `bench` belongs to `python -m benchmarks`
-            return cmd_bench(argv[1:])
-        args = build_parser().parse_args(argv)
-        if args.command == "info":
-            return cmd_info()
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        return cmd_train(args)
-    except USER_ERRORS as exc:
-        print(f"netcore: error: {one_line(exc)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("netcore: interrupted", file=sys.stderr)
-        return 130
+    with _Signals() as signals:
+        try:
+            if argv[:1] == ["bench"]:  # everything after `bench` belongs to `python -m benchmarks`
+                return cmd_bench(argv[1:])
+            args = build_parser().parse_args(argv)
+            if args.command == "info":
+                return cmd_info()
+            if args.command == "evaluate":
+                return cmd_evaluate(args)
+            if args.command == "predict":
+                return cmd_predict(args)
+            return signals.status(cmd_train(args))
+        except BrokenPipeError:  # the reader went away (`netcore predict ... | head`): nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail again
+            return 1
+        except USER_ERRORS as exc:
+            print(f"netcore: error: {one_line(exc)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("netcore: interrupted" + (" (SIGTERM)" if signals.received == signal.SIGTERM else ""), file=sys.stderr)
+            return signals.status(130)
 
 
 if __name__ == "__main__":

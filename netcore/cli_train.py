@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
 
 import numpy as np
 
 import backends
 
+from . import checkpoint
 from .callbacks import ModelCheckpoint, ProgressBar
 from .config import TrainConfig
-from .datasets import DATASETS, Data, load_data
+from .datasets import DATASETS, load_data
 from .network import MLP
 from .optim import OPTIMIZERS
 from .trainer import EpochLog, Trainer
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, default: str = "mnist, else digits") -> None:
     parser.add_argument("--dataset", help=f"{', '.join(DATASETS)}: MNIST and Fashion-MNIST are found on disk or downloaded, "
-                                          "the digits come with scikit-learn (default: mnist, else digits)")
+                                          f"the digits come with scikit-learn (default: {default})")
     parser.add_argument("--data", metavar="DIR", help="a folder of MNIST-format IDX files, gzipped or not (instead of --dataset)")
 
 
@@ -40,7 +42,7 @@ def _widths(text: str) -> tuple[int, ...]:
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--backend", help=f"one of {', '.join([*backends.BACKENDS, 'auto'])} (default: $NETCORE_BACKEND, else auto)")
     train.add_argument("--dtype", help=f"compute dtype: {' or '.join(backends.DTYPES)} (default float32)")
-    train.add_argument("--epochs", type=int, help="epochs in all, counting those of a resumed checkpoint (default 100)")
+    train.add_argument("--epochs", type=int, help="epochs in all, counting those of a resumed checkpoint (default 100, or the resumed run's)")
     train.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default sgd)")
     train.add_argument("--lr", type=float, help="learning rate (default: 1.0 for sgd, the tutorial's; else the optimizer's: 0.1 with momentum, 0.001 for adam)")
     train.add_argument("--lr-drop-at", type=int, metavar="N", help="multiply the rate by 0.1 once the 0-based epoch exceeds N, the tutorial's `if i > 75` "
@@ -51,9 +53,10 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--activation", help=f"hidden activation: {', '.join(backends.ACTIVATIONS)} (default tanh)")
     train.add_argument("--seed", type=int, help="seed of the initialisation and shuffling (default 2, the tutorial's)")
     train.add_argument("--validation", type=float, metavar="FRACTION", help="fraction of the training set held out for validation, in [0, 1) (default 0.1; 0 = none)")
-    add_data_arguments(train)
+    add_data_arguments(train, "mnist, else digits; when resuming, the checkpoint's")
     train.add_argument("--save", metavar="FILE.npz", help="checkpoint after every epoch (atomically); Ctrl-C keeps the last one")
-    train.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint written by --save")
+    train.add_argument("--resume", metavar="FILE.npz", help="continue the run of a checkpoint written by --save: options not given come from it, "
+                                                            "and one that contradicts it is an error (--epochs, --lr, --lr-drop-at, --data may change)")
     train.add_argument("--plot", metavar="FILE.png", help="write the loss and accuracy curves, training and validation (the extension picks the format)")
     train.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar (the per-epoch lines stay)")
     train.add_argument("--workers", type=int, help="train data-parallel on a new local Dask cluster of N single-threaded workers")
@@ -61,8 +64,9 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The one config of a run: the options given, the defaults for the rest; checked on creation."""
-    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
+    """The one config of a run: the options given, and for the rest the defaults, or the resumed
+    checkpoint's values; checked on creation."""
+    return TrainConfig.from_options({f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None})
 
 
 class _EpochLines:
@@ -79,9 +83,18 @@ class _EpochLines:
         sys.stdout.flush()
 
 
-def _notes(data: Data) -> None:
-    for note in data.notes:
+def _notes(notes: Sequence[str]) -> None:
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
+
+
+def _threads(backend: backends.Backend) -> str:
+    """The threads a run computes with: the backend's own pool (where it has one) and the BLAS library's."""
+    from threadpoolctl import threadpool_info
+
+    own = backend.describe().get("threads")
+    blas = dict.fromkeys(f"BLAS {p['num_threads']} ({p['internal_api']})" for p in threadpool_info() if p.get("user_api") == "blas")
+    return ", ".join([*([f"{backend.name} {own}"] if own else []), *blas]) or "1"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -91,43 +104,46 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train(cfg: TrainConfig) -> int:
     """Run ``cfg``: check its files, resolve its backend, load its data, train, report."""
     cfg.check_files()
+    _notes(cfg.notes)
     if cfg.distributed:
         return train_distributed(cfg)
     backend = backends.get_backend(cfg.backend, cfg.dtype)  # resolved once; one that cannot run fails before any data is loaded
     why = backends.resolve(cfg.backend).why  # the rule that made that choice, for the first line
     data = load_data(cfg.dataset, cfg.data, cfg.validation)
-    _notes(data)
+    _notes(data.notes)
     (X, y), (X_test, y_test) = data.train, data.test
     if cfg.resume:
         trainer = Trainer.load(cfg.resume, backend=backend, schedule=cfg.schedule())
+        trainer.optimizer.lr = cfg.learning_rate  # the checkpoint's, unless --lr replaced it
         net = trainer.net
-        print(f"resumed {cfg.resume} at epoch {trainer.epoch}")
+        print(f"resumed {cfg.resume} at epoch {trainer.epoch} of {cfg.target_epochs}")
     else:
         net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
         trainer = Trainer(net, cfg.optimizer, lr=cfg.learning_rate, batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed)
-    print(f"backend {net.backend.name} ({net.dtype.name}; {why})")
+    print(f"backend {net.backend.name} ({net.dtype.name}; {why}), threads: {_threads(net.backend)}")
     val_note = f" / {len(data.validation[0])} validation" if data.validation else ""
-    print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {data.n_features} features, {net.n_classes} classes")
+    print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {data.n_features} features, {data.n_classes} classes")
     steps = "full batch" if trainer.batch_size is None else f"batches of {trainer.batch_size}"
     rate = f"lr {trainer.optimizer.lr:g}" + (f" (x0.1 from epoch {cfg.drop_at + 2})" if cfg.drop_at else "")
     l2 = f", L2 {trainer.l2:g}" if trainer.l2 else ""
-    print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, {rate}, {steps}{l2}, seed {cfg.seed}")
+    print(f"network {list(net.layer_sizes)} {net.activation}, {cfg.optimizer}, {rate}, {steps}{l2}, seed {cfg.seed}")
     callbacks = [_EpochLines(len(str(cfg.target_epochs)))]
     if cfg.progress:
         callbacks.append(ProgressBar(file=sys.stderr, leave=False, disable=None))
     if cfg.save:
-        callbacks.append(ModelCheckpoint(cfg.save))
+        callbacks.append(ModelCheckpoint(cfg.save, run=cfg.run_record(data)))
     try:
         trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks)
     except KeyboardInterrupt:
-        kept = f"; {cfg.save} holds epoch {trainer.epoch} (continue with --resume {cfg.save})" if cfg.save and trainer.epoch else ""
+        kept = (f"; {cfg.save} holds epoch {trainer.epoch}, continue with: netcore train --resume {cfg.save} --save {cfg.save}"
+                if cfg.save and trainer.epoch else "")
         print(f"netcore: interrupted during epoch {trainer.epoch + 1}{kept}", file=sys.stderr)
         return 130
     print(f"test accuracy {net.accuracy(X_test, y_test):.4f} ({len(X_test)} samples)")
     if cfg.plot:
         from .plots import plot_history
 
-        plot_history(trainer.history, cfg.plot, f"{data.name}: {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}")
+        plot_history(trainer.history, cfg.plot, f"{data.name}: {list(net.layer_sizes)} {net.activation}, {cfg.optimizer}")
         print(f"curves written to {cfg.plot}")
     return 0
 
@@ -135,15 +151,23 @@ def train(cfg: TrainConfig) -> int:
 def add_evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--model", required=True, metavar="FILE.npz", help="a network or checkpoint written by netcore")
     evaluate.add_argument("--backend", help="backend to evaluate on (default: $NETCORE_BACKEND, else auto)")
-    add_data_arguments(evaluate)
+    add_data_arguments(evaluate, "the data the model was trained on, else mnist, else digits")
+
+
+def recorded_data(meta: dict) -> tuple[str | None, str | None]:
+    """``(dataset, data folder)`` a checkpoint written by ``netcore train`` records; Nones if none."""
+    source = (meta.get("run") or {}).get("source") or {}
+    return source.get("dataset"), source.get("data")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sklearn.metrics import confusion_matrix
 
-    net = MLP.load(args.model, backend=args.backend)  # fails fast on a bad model file or backend
-    data = load_data(args.dataset, args.data)
-    _notes(data)
+    _, meta = checkpoint.load(args.model)  # fails fast on a bad model file
+    net = MLP.load(args.model, backend=args.backend)  # ... or backend
+    dataset, folder = (args.dataset, args.data) if args.dataset or args.data else recorded_data(meta)
+    data = load_data(dataset, folder, for_training=False)  # the test split; a folder's only split, whole
+    _notes(data.notes)
     X, y = data.test
     predicted = net.predict(X)
     labels = np.arange(net.n_classes)
@@ -159,6 +183,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connect(cfg: TrainConfig):
+    """A Dask client for the run. A new local cluster's worker processes are started with Ctrl-C
+    ignored: the terminal sends it to the whole process group, and the command stops them itself
+    (each would otherwise print its own traceback)."""
+    import signal
+    import threading
+    import warnings
+
+    from .distributed import connect
+
+    quiet = cfg.workers is not None and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if quiet else None
+    try:
+        with warnings.catch_warnings():  # another cluster on this machine holds Dask's default HTTP port: harmless
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
+            return connect(cfg.scheduler, cfg.workers)
+    finally:
+        if quiet:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_distributed(cfg: TrainConfig) -> int:
     """Full-batch (or synchronous mini-batch) training on Dask workers that read their own rows.
 
@@ -167,7 +212,7 @@ def train_distributed(cfg: TrainConfig) -> int:
     from pathlib import Path
 
     from .datasets import dataset_folder, find_split, open_idx, read_idx, read_idx_header
-    from .distributed import DistributedTrainer, connect, idx_partitions
+    from .distributed import DistributedTrainer, idx_partitions
 
     if cfg.save or cfg.resume or cfg.plot:
         raise ValueError("--save, --resume and --plot are not available with --workers / --scheduler yet")
@@ -183,7 +228,7 @@ def train_distributed(cfg: TrainConfig) -> int:
     with open_idx(images) as fh:
         n_features = int(np.prod(read_idx_header(fh, images)[1][1:]))  # the inputs and classes come from the files
     n_classes = int(max(read_idx(p).max() for p in (labels, test_labels) if p is not None)) + 1
-    client = connect(cfg.scheduler, cfg.workers)
+    client = _connect(cfg)
     try:
         n_workers = len(client.scheduler_info()["workers"])
         parts = idx_partitions(str(images), str(labels), n_workers)
@@ -207,6 +252,10 @@ def train_distributed(cfg: TrainConfig) -> int:
             X_test, y_test = read_idx(test_images), read_idx(test_labels)
             print(f"test accuracy {net.accuracy(X_test.reshape(len(X_test), -1), y_test):.4f} ({len(X_test)} samples)")
     except KeyboardInterrupt:
+        import logging
+
+        for name in ("asyncio", "distributed"):  # the step cut short logs its cancelled tasks as they are collected
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         print("netcore: interrupted", file=sys.stderr)
         return 130
     finally:

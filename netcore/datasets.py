@@ -112,8 +112,16 @@ def find_split(folder: Path, split: str, kind: str) -> Path | None:
 
 
 def _read_pair(images_path: Path, labels_path: Path) -> tuple[Split, tuple[int, ...]]:
-    """A split's images, flattened to ``(n, rows * cols)``, its labels, and the image shape."""
+    """A split's images, flattened to ``(n, rows * cols)``, its labels, and the image shape.
+
+    MNIST-format files hold unsigned bytes: any other IDX type is an error (a signed or float
+    file would otherwise be trained on as if it were 0..255 intensities).
+    """
     images, labels = read_idx(images_path), read_idx(labels_path)
+    for path, array in ((images_path, images), (labels_path, labels)):
+        if array.dtype != np.uint8:
+            code = next(c for c, t in IDX_TYPES.items() if np.dtype(t).newbyteorder("=") == array.dtype)
+            raise IDXFormatError(f"{path}: IDX type {array.dtype.name} (0x{code:02X}); MNIST-format images and labels are unsigned bytes (0x08)")
     if images.ndim < 2 or labels.ndim != 1:
         raise IDXFormatError(f"{images_path.name} / {labels_path.name}: expected images (n, rows, cols) and labels (n,), got {images.shape} and {labels.shape}")
     if len(images) != len(labels):
@@ -121,12 +129,31 @@ def _read_pair(images_path: Path, labels_path: Path) -> tuple[Split, tuple[int, 
     return (images.reshape(len(images), -1), labels), images.shape[1:]
 
 
+def _check_splits(found: list[tuple[Path, Path, Split, tuple[int, ...]]]) -> None:
+    """The test split must fit the training split: the same image size, and no label far outside
+    the classes the other labels use. Labels are class ids 0..K-1, so the largest one sets the
+    network's size: when more than half of the classes up to it appear in neither split, it is a
+    corrupt byte (one set to 200 would otherwise make a 201-class network), not a class."""
+    (train_images, train_labels, (_, y), shape), (test_images, test_labels, (_, y_test), test_shape) = found
+    if shape != test_shape:
+        size = "x".join(map(str, shape[::-1]))
+        raise IDXFormatError(f"{test_images} holds {'x'.join(map(str, test_shape[::-1]))} images but {train_images} holds {size} ones: "
+                             "the test images must have the training images' size")
+    used = np.union1d(np.unique(y), np.unique(y_test))
+    top = int(used[-1])
+    if len(used) > 1 and 2 * len(used) < top + 1:
+        path, labels = (train_labels, y) if top in y else (test_labels, y_test)
+        i = int(np.flatnonzero(labels == top)[0])
+        raise IDXFormatError(f"{path}: label {top} at index {i} is far outside the classes the other labels use "
+                             f"({len(used) - 1} of them, up to {int(used[-2])}); the file looks corrupt")
+
+
 def _folder_splits(folder: str | os.PathLike) -> tuple[Split | None, Split | None, tuple[int, ...]]:
     """``(train, test, image shape)`` of a folder of MNIST-format files (see :func:`load_idx_folder`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"data folder {folder} " + ("is not a folder" if folder.exists() else "does not exist"))
-    splits, shapes = [], []
+    splits, found = [], []
     for split in ("train", "t10k"):
         images, labels = find_split(folder, split, "images"), find_split(folder, split, "labels")
         if (images is None) != (labels is None):
@@ -137,16 +164,20 @@ def _folder_splits(folder: str | os.PathLike) -> tuple[Split | None, Split | Non
             continue
         pair, shape = _read_pair(images, labels)
         splits.append(pair)
-        shapes.append(shape)
-    if splits == [None, None]:
+        found.append((images, labels, pair, shape))
+    if not found:
         raise FileNotFoundError(f"{folder} holds no MNIST-format files (expected train-images-idx3-ubyte[.gz], t10k-images-idx3-ubyte[.gz] and their labels)")
-    return splits[0], splits[1], shapes[0]
+    if len(found) == 2:
+        _check_splits(found)
+    return splits[0], splits[1], found[0][3]
 
 
 def load_idx_folder(folder: str | os.PathLike) -> tuple[Split | None, Split | None]:
     """``(train, test)`` from a folder of MNIST-format files; a split whose files are absent is None.
 
-    Images come back flattened to ``(n, rows * cols)`` in their stored dtype (uint8 for MNIST).
+    Images come back flattened to ``(n, rows * cols)`` as uint8. Read strictly: files of another
+    IDX type than unsigned bytes, test images of another size than the training images, and a
+    label far outside the other split's classes are errors that name the file.
     """
     train, test, _ = _folder_splits(folder)
     return train, test

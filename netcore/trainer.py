@@ -372,9 +372,11 @@ class Trainer:
         return self.net.predict_proba(X)
 
     # -- checkpoints -----------------------------------------------------------------------
-    def save(self, path: str) -> None:
+    def save(self, path: str, run: dict[str, Any] | None = None) -> None:
         """Network, optimizer state, epoch, history and shuffling RNG position, in one atomic ``.npz``.
 
+        ``run``: a JSON-able record of the run this state belongs to, stored as ``meta["run"]``
+        and read back by ``checkpoint.load`` (``netcore train`` keeps its data and schedule there).
         Parameters that are not finite are refused (a diverged run restores its last finite
         parameters before it stops, so this only guards against parameters set from outside).
         """
@@ -394,6 +396,8 @@ class Trainer:
             "rng": {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
             "history": [asdict(e) for e in self.history.epochs],
         }
+        if run is not None:
+            meta["run"] = run
         checkpoint.save(path, arrays, meta)
 
     def restore(self, path: str) -> Trainer:

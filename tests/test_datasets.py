@@ -141,3 +141,42 @@ def test_hold_out_leaves_samples_on_both_sides(fraction, message):
     split = (np.zeros((10, 2)), np.arange(10))
     with pytest.raises(ValueError, match=message):
         hold_out(split, fraction)
+
+
+# -- read strictly (issue 13, item 6; test images of another size: item 5) -------------------
+
+@pytest.mark.parametrize("which", ["images", "labels"])
+def test_an_idx_type_other_than_unsigned_byte_is_an_error(tmp_path, which):
+    write_split(tmp_path, "train", 12)
+    shape = (12, 28, 28) if which == "images" else (12,)
+    path = tmp_path / f"train-{which}-idx{len(shape)}-ubyte.gz"
+    write_idx(path, np.random.default_rng(0).integers(-128, 128, shape).astype(np.int8))  # int8 data would train unscaled
+    with pytest.raises(IDXFormatError, match=rf"{path}: IDX type int8 \(0x09\); MNIST-format images and labels are unsigned bytes \(0x08\)"):
+        load_idx_folder(tmp_path)
+
+
+@pytest.mark.parametrize("split", ["train", "t10k"])
+def test_a_label_far_outside_the_other_splits_classes_is_named_with_its_index(tmp_path, split):
+    for s, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{s}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        if s == split:
+            labels[7] = 200  # one corrupt byte: a 201-class network otherwise
+        write_idx(tmp_path / f"{s}-labels-idx1-ubyte", labels)
+    with pytest.raises(IDXFormatError, match=rf"{split}-labels-idx1-ubyte: label 200 at index 7 is far outside the classes the other labels use \(10 of them, up to 9\)"):
+        load_idx_folder(tmp_path)
+
+
+def test_a_label_a_little_beyond_the_other_split_is_fine(tmp_path):
+    write_split(tmp_path, "train", 30)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 1, 3], np.uint8))  # a small test set need not hold every class
+    assert load_idx_folder(tmp_path)[1][1].tolist() == [0, 1, 3]
+
+
+def test_test_images_of_another_size_are_an_error(tmp_path):
+    write_split(tmp_path, "train", 12)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 20, 20), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(IDXFormatError, match="t10k-images-idx3-ubyte holds 20x20 images but .*train-images-idx3-ubyte.gz holds 28x28 ones"):
+        load_idx_folder(tmp_path)
