@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -19,7 +20,7 @@ import backends
 from . import checkpoint
 from .callbacks import ModelCheckpoint, ProgressBar
 from .config import TrainConfig
-from .datasets import DATASETS, load_data
+from .datasets import DATASETS, Data, load_data
 from .network import MLP
 from .optim import OPTIMIZERS
 from .trainer import EpochLog, Trainer
@@ -72,14 +73,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 class _EpochLines:
     """One line per epoch, written above the progress bar."""
 
-    def __init__(self, width: int) -> None:
-        self.width = width
+    def __init__(self, width: int, note: Callable[[Trainer], str] = lambda trainer: "") -> None:
+        self.width, self.note = width, note
 
     def on_epoch_end(self, trainer: Trainer, e: EpochLog) -> None:
         from tqdm.auto import tqdm
 
         val = f"  val_loss {e.val_loss:.4f}  val_accuracy {e.val_accuracy:.4f}" if e.val_loss is not None else ""
-        tqdm.write(f"epoch {e.epoch:>{self.width}}/{trainer.target_epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}{val}  {e.seconds * 1e3:8.2f} ms")
+        tqdm.write(f"epoch {e.epoch:>{self.width}}/{trainer.target_epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}{val}  {e.seconds * 1e3:8.2f} ms{self.note(trainer)}")
         sys.stdout.flush()
 
 
@@ -101,44 +102,140 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train(config_from_args(args))
 
 
+@dataclass
+class _Setup:
+    """What differs between a run in this process and one on Dask workers; the rest of
+    :func:`train` (lines, progress, checkpoints, validation, plot, test score) is shared."""
+
+    trainer: Trainer
+    data: Data  # on the workers' runs, ``train`` is None: those rows stay on the workers
+    n_train: int
+    first_line: str
+    fit: Callable[[list], object]  # callbacks -> history
+    epoch_note: Callable[[Trainer], str] = lambda trainer: ""  # appended to each epoch's line
+
+
 def train(cfg: TrainConfig) -> int:
     """Run ``cfg``: check its files, resolve its backend, load its data, train, report."""
     cfg.check_files()
     _notes(cfg.notes)
-    if cfg.distributed:
-        return train_distributed(cfg)
+    if not cfg.distributed:
+        return _run(cfg, _local_setup(cfg))
+    client = _connect(cfg)
+    try:
+        return _run(cfg, _distributed_setup(cfg, client), stop_logs=True)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and cfg.workers:
+            cluster.close()
+
+
+def _resume_or_start(cfg: TrainConfig, make: Callable[..., Trainer], net: MLP) -> Trainer:
+    trainer = make(net)
+    if cfg.resume:
+        trainer.restore(cfg.resume)
+        trainer.optimizer.lr = cfg.learning_rate  # the checkpoint's, unless --lr replaced it
+        print(f"resumed {cfg.resume} at epoch {trainer.epoch} of {cfg.target_epochs}")
+    return trainer
+
+
+def _local_setup(cfg: TrainConfig) -> _Setup:
     backend = backends.get_backend(cfg.backend, cfg.dtype)  # resolved once; one that cannot run fails before any data is loaded
     why = backends.resolve(cfg.backend).why  # the rule that made that choice, for the first line
     data = load_data(cfg.dataset, cfg.data, cfg.validation)
     _notes(data.notes)
-    (X, y), (X_test, y_test) = data.train, data.test
-    if cfg.resume:
-        trainer = Trainer.load(cfg.resume, backend=backend, schedule=cfg.schedule())
-        trainer.optimizer.lr = cfg.learning_rate  # the checkpoint's, unless --lr replaced it
-        net = trainer.net
-        print(f"resumed {cfg.resume} at epoch {trainer.epoch} of {cfg.target_epochs}")
+    net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
+    trainer = _resume_or_start(cfg, lambda n: Trainer(n, _optimizer_for(cfg), batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed), net)
+    X, y = data.train
+    first = f"backend {net.backend.name} ({net.dtype.name}; {why}), threads: {_threads(net.backend)}"
+    return _Setup(trainer, data, len(X), first,
+                  lambda callbacks: trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks))
+
+
+def _optimizer_for(cfg: TrainConfig):
+    from .optim import get_optimizer
+
+    return get_optimizer(cfg.optimizer, lr=cfg.learning_rate)
+
+
+def _distributed_setup(cfg: TrainConfig, client) -> _Setup:
+    """Workers read their own rows of the training IDX files; validation rows (the last
+    ``--validation`` of them, as in one process) and the test set are read here."""
+    from pathlib import Path
+
+    from .datasets import dataset_folder, find_split, hold_out_count, open_idx, read_idx, read_idx_header
+    from .distributed import DistributedTrainer, IDXRows, idx_partitions
+
+    if cfg.backend:
+        backends.get_backend(cfg.backend, cfg.dtype)  # the name is checked here; the workers pick their own device
+    folder = Path(cfg.data) if cfg.data else (dataset_folder(cfg.dataset) if cfg.dataset not in (None, "digits") else None)
+    if folder is None:
+        raise ValueError("distributed training reads IDX files on the workers: give --data DIR or --dataset mnist|fashion-mnist")
+    images, labels = find_split(folder, "train", "images"), find_split(folder, "train", "labels")
+    if images is None or labels is None:
+        raise FileNotFoundError(f"{folder} has no train-images / train-labels files for the workers to read")
+    test_images, test_labels = find_split(folder, "t10k", "images"), find_split(folder, "t10k", "labels")
+    train_labels = read_idx(labels)  # small: the classes are counted from every split
+    n = len(train_labels)
+    notes: tuple[str, ...] = ()
+    if test_images is None or test_labels is None:  # one split only: its last sixth is the test set, as in one process
+        n -= hold_out_count(n, 1 / 6, "test fraction")
+        test = IDXRows(str(images), str(labels), n, len(train_labels)).load()
+        notes = (f"{folder} holds one split only (training); training on its first {n} samples, testing on the last {len(test[1])}",)
     else:
-        net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
-        trainer = Trainer(net, cfg.optimizer, lr=cfg.learning_rate, batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed)
-    print(f"backend {net.backend.name} ({net.dtype.name}; {why}), threads: {_threads(net.backend)}")
+        test_X = read_idx(test_images)
+        test = (test_X.reshape(len(test_X), -1), read_idx(test_labels))
+    n_train = n - hold_out_count(n, cfg.validation) if cfg.validation else n
+    validation = IDXRows(str(images), str(labels), n_train, n).load() if n_train < n else None
+    with open_idx(images) as fh:
+        shape = read_idx_header(fh, images)[1][1:]  # the header only: the rows stay on the workers
+    data = Data(cfg.dataset or str(folder), {"dataset": cfg.dataset} if cfg.dataset else {"data": str(folder.resolve())}, None, validation,
+                test, tuple(shape), notes)
+    _notes(notes)
+    n_classes = max(data.n_classes, int(train_labels.max()) + 1)
+    n_workers = len(client.scheduler_info()["workers"])
+    parts = idx_partitions(str(images), str(labels), n_workers, stop=n_train)
+    net = MLP([data.n_features, *cfg.hidden, n_classes], cfg.activation, backend="numpy", dtype=cfg.dtype, seed=cfg.seed)
+    trainer = _resume_or_start(cfg, lambda n: DistributedTrainer(n, client, parts, _optimizer_for(cfg), batch_size=cfg.batch_size,
+                                                                  schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed, worker_backend=cfg.backend), net)
+    where = cfg.scheduler or f"a local cluster of {n_workers} single-threaded workers"
+    first = f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {cfg.backend or 'auto'}"
+
+    def fit(callbacks: list) -> object:
+        with trainer:
+            return trainer.fit(cfg.target_epochs, validation_data=validation, callbacks=callbacks)
+
+    return _Setup(trainer, data, n_train, first, fit, lambda t: f" (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)")
+
+
+def _run(cfg: TrainConfig, setup: _Setup, stop_logs: bool = False) -> int:
+    trainer, data, net = setup.trainer, setup.data, setup.trainer.net
+    print(setup.first_line)
     val_note = f" / {len(data.validation[0])} validation" if data.validation else ""
-    print(f"data {data.name}: {len(X)} train{val_note} / {len(X_test)} test samples, {data.n_features} features, {data.n_classes} classes")
+    print(f"data {data.name}: {setup.n_train} train{val_note} / {len(data.test[0])} test samples, {data.n_features} features, {net.n_classes} classes")
     steps = "full batch" if trainer.batch_size is None else f"batches of {trainer.batch_size}"
     rate = f"lr {trainer.optimizer.lr:g}" + (f" (x0.1 from epoch {cfg.drop_at + 2})" if cfg.drop_at else "")
     l2 = f", L2 {trainer.l2:g}" if trainer.l2 else ""
     print(f"network {list(net.layer_sizes)} {net.activation}, {cfg.optimizer}, {rate}, {steps}{l2}, seed {cfg.seed}")
-    callbacks = [_EpochLines(len(str(cfg.target_epochs)))]
+    callbacks: list = [_EpochLines(len(str(cfg.target_epochs)), setup.epoch_note)]
     if cfg.progress:
         callbacks.append(ProgressBar(file=sys.stderr, leave=False, disable=None))
     if cfg.save:
         callbacks.append(ModelCheckpoint(cfg.save, run=cfg.run_record(data)))
     try:
-        trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks)
+        setup.fit(callbacks)
     except KeyboardInterrupt:
+        if stop_logs:
+            import logging
+
+            for name in ("asyncio", "distributed", "tornado"):  # the step cut short logs its cancelled calls as they are collected
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         kept = (f"; {cfg.save} holds epoch {trainer.epoch}, continue with: netcore train --resume {cfg.save} --save {cfg.save}"
                 if cfg.save and trainer.epoch else "")
         print(f"netcore: interrupted during epoch {trainer.epoch + 1}{kept}", file=sys.stderr)
         return 130
+    X_test, y_test = data.test
     print(f"test accuracy {net.accuracy(X_test, y_test):.4f} ({len(X_test)} samples)")
     if cfg.plot:
         from .plots import plot_history
@@ -202,65 +299,3 @@ def _connect(cfg: TrainConfig):
     finally:
         if quiet:
             signal.signal(signal.SIGINT, previous)
-
-
-def train_distributed(cfg: TrainConfig) -> int:
-    """Full-batch (or synchronous mini-batch) training on Dask workers that read their own rows.
-
-    Kept to this one function: the data-parallel trainer is being rebuilt on :class:`Trainer`.
-    """
-    from pathlib import Path
-
-    from .datasets import dataset_folder, find_split, open_idx, read_idx, read_idx_header
-    from .distributed import DistributedTrainer, idx_partitions
-
-    if cfg.save or cfg.resume or cfg.plot:
-        raise ValueError("--save, --resume and --plot are not available with --workers / --scheduler yet")
-    if cfg.backend:
-        backends.get_backend(cfg.backend, cfg.dtype)  # the name is checked here; the workers pick their own device
-    folder = Path(cfg.data) if cfg.data else (dataset_folder(cfg.dataset) if cfg.dataset not in (None, "digits") else None)
-    if folder is None:
-        raise ValueError("distributed training reads IDX files on the workers: give --data DIR or --dataset mnist|fashion-mnist")
-    images, labels = find_split(folder, "train", "images"), find_split(folder, "train", "labels")
-    if images is None or labels is None:
-        raise FileNotFoundError(f"{folder} has no train-images / train-labels files for the workers to read")
-    test_images, test_labels = find_split(folder, "t10k", "images"), find_split(folder, "t10k", "labels")
-    with open_idx(images) as fh:
-        n_features = int(np.prod(read_idx_header(fh, images)[1][1:]))  # the inputs and classes come from the files
-    n_classes = int(max(read_idx(p).max() for p in (labels, test_labels) if p is not None)) + 1
-    client = _connect(cfg)
-    try:
-        n_workers = len(client.scheduler_info()["workers"])
-        parts = idx_partitions(str(images), str(labels), n_workers)
-        net = MLP([n_features, *cfg.hidden, n_classes], cfg.activation, backend="numpy", dtype=cfg.dtype, seed=cfg.seed)
-        trainer = DistributedTrainer(net, client, parts, cfg.optimizer, lr=cfg.learning_rate, batch_size=cfg.batch_size,
-                                     schedule=cfg.schedule(), seed=cfg.seed, worker_backend=cfg.backend)
-        where = cfg.scheduler or f"a local cluster of {n_workers} single-threaded workers"
-        print(f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {cfg.backend or 'auto'}")
-        print(f"network {list(net.layer_sizes)} {net.activation}, {trainer.optimizer.name}, lr {cfg.learning_rate:g}, "
-              + ("full batch" if cfg.full_batch else f"batches of {cfg.batch_size}") + f", {trainer.n} samples")
-        width = len(str(cfg.target_epochs))
-
-        class Lines:
-            def on_epoch_end(self, t, e):
-                print(f"epoch {e.epoch:>{width}}/{cfg.target_epochs}  loss {e.loss:.4f}  accuracy {e.accuracy:.4f}  "
-                      f"{e.seconds * 1e3:8.1f} ms (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)", flush=True)
-
-        with trainer:
-            trainer.fit(cfg.target_epochs, callbacks=[Lines()])
-        if test_images is not None and test_labels is not None:
-            X_test, y_test = read_idx(test_images), read_idx(test_labels)
-            print(f"test accuracy {net.accuracy(X_test.reshape(len(X_test), -1), y_test):.4f} ({len(X_test)} samples)")
-    except KeyboardInterrupt:
-        import logging
-
-        for name in ("asyncio", "distributed"):  # the step cut short logs its cancelled tasks as they are collected
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-        print("netcore: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and cfg.workers:
-            cluster.close()
-    return 0

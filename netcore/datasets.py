@@ -424,14 +424,19 @@ def hold_out(split: Split, fraction: float, what: str = "validation fraction") -
     Both parts must keep at least one sample: a fraction too small or too large for the data
     is an error that says how many samples there are.
     """
-    fraction = check_fraction(fraction, what)
     X, y = split
-    n_out = int(round(len(X) * fraction))
-    if n_out < 1 or n_out >= len(X):
-        raise ValueError(f"a {what} of {fraction:g} holds out {n_out} of {len(X)} samples; "
-                         f"choose one that leaves samples on both sides (at least {1 / len(X):.2g})")
-    cut = len(X) - n_out
+    cut = len(X) - hold_out_count(len(X), fraction, what)
     return (X[:cut], y[:cut]), (X[cut:], y[cut:])
+
+
+def hold_out_count(n: int, fraction: float, what: str = "validation fraction") -> int:
+    """How many of ``n`` samples :func:`hold_out` holds out (checked to leave some on both sides)."""
+    fraction = check_fraction(fraction, what)
+    n_out = int(round(n * fraction))
+    if n_out < 1 or n_out >= n:
+        raise ValueError(f"a {what} of {fraction:g} holds out {n_out} of {n} samples; "
+                         f"choose one that leaves samples on both sides (at least {1 / n:.2g})")
+    return n_out
 
 
 def _named(dataset: str, timeout: float | None = None) -> tuple[str, Split, Split, tuple[int, ...]]:

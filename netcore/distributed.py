@@ -73,11 +73,13 @@ def _idx_rows(path: str, start: int, stop: int) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])).astype(dtype.newbyteorder("="))
 
 
-def idx_partitions(images: str, labels: str, n_parts: int) -> list[IDXRows]:
-    """Split a pair of IDX files into ``n_parts`` contiguous row ranges (reads only the headers)."""
+def idx_partitions(images: str, labels: str, n_parts: int, stop: int | None = None) -> list[IDXRows]:
+    """Split a pair of IDX files (their first ``stop`` rows, all if None) into ``n_parts``
+    contiguous row ranges; reads only the headers."""
     with open_idx(images) as fh:
         n = read_idx_header(fh, images)[1][0]
-    return [IDXRows(str(images), str(labels), start, stop) for start, stop in _ranges(n, n_parts)]
+    n = n if stop is None else min(n, stop)
+    return [IDXRows(str(images), str(labels), start, end) for start, end in _ranges(n, n_parts)]
 
 
 def npy_partitions(X: str, y: str, n_parts: int) -> list[NpyRows]:

@@ -163,3 +163,24 @@ def test_the_trainers_loop_serves_the_workers_too(client, data, tmp_path, capsys
         with pytest.raises(TrainingDivergedError, match="training diverged"):
             wild.fit(5)
         assert all(np.isfinite(W).all() for W, _ in wild.net.get_parameters())
+
+
+def test_cli_workers_get_validation_checkpoints_resume_plots_and_divergence_errors(tmp_path, data, capsys):
+    from netcore.cli import main
+
+    X, y = data
+    for split, rows in (("train", slice(0, 120)), ("t10k", slice(120, 150))):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", np.pad(X[rows], ((0, 0), (0, 784 - 12))).reshape(-1, 28, 28))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", y[rows].astype(np.uint8))
+    ckpt, plot = tmp_path / "w.npz", tmp_path / "curves.png"
+    common = ["train", "--workers", "2", "--data", str(tmp_path), "--backend", "numpy", "--hidden", "8", "--no-progress"]
+    assert main([*common, "--epochs", "2", "--validation", "0.25", "--save", str(ckpt), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "90 train / 30 validation / 30 test samples" in out and "val_loss" in out and "communication and scheduling" in out
+    assert ckpt.exists() and plot.stat().st_size > 0
+    assert main([*common, "--epochs", "3", "--resume", str(ckpt), "--save", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed {ckpt} at epoch 2 of 3" in out and "epoch 3/3" in out and "epoch 1/3" not in out
+    assert main([*common, "--epochs", "3", "--lr", "1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and err.count("\n") == 1, err
