@@ -136,11 +136,13 @@ class Trainer:
         epochs: int,
         validation_data: tuple[Any, Any] | None = None,
         callbacks: Sequence[Any] = (),
+        sample_weight: Any = None,
     ) -> History:
         """Train until ``epochs`` epochs are done in all (Keras' meaning: a trainer restored from a
-        checkpoint at epoch 6 and asked for 10 runs 4 more). Returns the history."""
+        checkpoint at epoch 6 and asked for 10 runs 4 more). Returns the history.
+        ``sample_weight``: per-sample weights of the loss (each batch's loss is their weighted mean)."""
         self.target_epochs = epochs = _positive_int(epochs, "epochs")
-        data = self.net.prepare(X, y)
+        data = self.net.prepare(X, y, sample_weight)
         val = None if validation_data is None else self.net.prepare(*validation_data)
         self.stop_training = False
         self._batch_callbacks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]
@@ -184,7 +186,7 @@ class Trainer:
                 loss, Z = self._graph_step(data, lr)
                 grads = None
             else:
-                loss, grads, Z = net.loss_and_gradients(data.X, data.Y, rows)
+                loss, grads, Z = net.loss_and_gradients(data.X, data.Y, rows, data.weights)
             loss = ops.to_float(loss)
             m = n if rows is None else len(rows)
             if self.l2:
@@ -199,7 +201,7 @@ class Trainer:
                 on_batch_end(self, BatchLog(self.epoch, i, rows, loss, Z))
             total_loss += loss * m
             labels = data.labels if rows is None else data.labels[rows]
-            correct += int(np.sum(ops.argmax_rows(Z) == labels))
+            correct += net.count_correct(Z, labels)
         seconds = time.perf_counter() - start
         log = EpochLog(self.epoch + 1, total_loss / n, correct / n, seconds, lr)
         if val is not None:
@@ -244,9 +246,9 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------
     def _evaluate(self, data: Batch) -> tuple[float, float]:
-        ops = self.net.backend
-        Z = self.net.logits(data.X)
-        return ops.to_float(ops.cross_entropy(Z, data.Y)), float(np.mean(ops.argmax_rows(Z) == data.labels))
+        net = self.net
+        Z = net.logits(data.X)
+        return net.backend.to_float(net.batch_loss(Z, data.Y)), net.count_correct(Z, data.labels) / len(data.labels)
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """Mean cross-entropy and accuracy of the current parameters on ``(X, y)``."""
@@ -300,7 +302,7 @@ class Trainer:
     def load(cls, path: str, backend: Any = None, schedule: Callable[[int], float] | None = None) -> Trainer:
         """A trainer (and its network) rebuilt from a checkpoint, ready to ``fit`` on."""
         _, meta = checkpoint.load(path)
-        net = MLP(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"])
+        net = MLP(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"], output=meta.get("output", "softmax"))
         return cls(net, schedule=schedule).restore(path)
 
 
