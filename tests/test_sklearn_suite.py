@@ -22,15 +22,15 @@ NETCORE_IMPORT = "from netcore import MLPClassifier, MLPRegressor"
 #: Tests that read scikit-learn's private state, which netcore's estimators do not have.
 PRIVATE = {
     "test_gradient": "calls the private _loss_grad_lbfgs(packed, X, Y, ...) with scikit-learn's buffers "
-    "(tests/test_regressor.py checks netcore's gradients against finite differences instead)",
+    "(tests/test_estimator_state.py checks netcore's gradients against finite differences instead)",
     "test_learning_rate_warmstart": "reads the private _optimizer.learning_rate "
-    "(tests/test_regressor.py checks invscaling across warm starts on netcore's trainer)",
+    "(tests/test_estimator_state.py checks invscaling across warm starts on netcore's trainer)",
     "test_adaptive_learning_rate": "reads the private _optimizer.learning_rate "
-    "(tests/test_regressor.py checks the adaptive rate on netcore's trainer)",
+    "(tests/test_estimator_state.py checks the adaptive rate on netcore's trainer)",
     "test_n_iter_no_change": "reads the private _no_improvement_count "
-    "(tests/test_regressor.py checks netcore's stopping rule's count)",
+    "(tests/test_estimator_state.py checks netcore's stopping rule's count)",
     "test_n_iter_no_change_inf": "reads the private _no_improvement_count "
-    "(tests/test_regressor.py checks netcore's stopping rule's count)",
+    "(tests/test_estimator_state.py checks netcore's stopping rule's count)",
 }
 
 

@@ -7,9 +7,9 @@ backend's fused pass where it has one. The objective is scikit-learn's: the mean
 ``alpha / 2 * Σ W² / Σw`` (``Σw`` = the number of samples, or the sum of the sample weights).
 
 L-BFGS-B's own work is level-1 BLAS on vectors of all the parameters (80,000 for a 784-100-10
-network). Threaded, those calls cost more in waking and waiting threads than they save (44 ms a
-call against 5 ms on one thread, measured on 2 busy cores), so the optimizer runs with BLAS on one
-thread, and each evaluation of the network gets BLAS's threads back.
+network). Threaded, those calls cost more in waking and waiting threads than they save (15-50 ms
+a step against 3-5 ms on one thread, measured on this project's busy 2-core machine), so the
+optimizer runs with BLAS on one thread, and each evaluation of the network gets BLAS's threads back.
 """
 
 from __future__ import annotations
@@ -22,25 +22,29 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
-from ..network import MLP
+from ..network import MLP, Batch
 
 
-class _Packing:
-    """The network's parameters as one float64 vector (what L-BFGS-B moves) and back."""
+class Objective:
+    """scikit-learn's L-BFGS objective on a network and its prepared data, as SciPy wants it: a
+    function of one float64 vector of all the parameters, returning the loss and its gradient."""
 
-    def __init__(self, net: MLP) -> None:
-        self.net = net
+    def __init__(self, net: MLP, data: Batch, alpha: float) -> None:
+        self.net, self.data = net, data
+        total = len(data.labels) if data.weights is None else float(np.sum(net.backend.to_numpy(data.weights), dtype=np.float64))
+        self.l2 = alpha / total
         self.slices, pos = [], 0
         for W, b in net.layers:
             shape_W, shape_b = np.shape(W), np.shape(b)
             n_W, n_b = int(np.prod(shape_W)), int(np.prod(shape_b))
             self.slices.append((slice(pos, pos + n_W), shape_W, slice(pos + n_W, pos + n_W + n_b), shape_b))
             pos += n_W + n_b
-        self.size = pos
+        self.grad = np.empty(pos)
 
     def pack(self, pairs: list[tuple[Any, Any]], out: np.ndarray | None = None) -> np.ndarray:
+        """``[(W, b), ...]`` (backend arrays) -> one float64 vector."""
         ops = self.net.backend
-        out = np.empty(self.size) if out is None else out
+        out = np.empty(len(self.grad)) if out is None else out
         for (W, b), (sW, _, sb, _) in zip(pairs, self.slices):
             out[sW] = np.asarray(ops.to_numpy(W)).reshape(-1)
             out[sb] = np.asarray(ops.to_numpy(b)).reshape(-1)
@@ -51,35 +55,30 @@ class _Packing:
         ops = self.net.backend
         self.net.layers = [(ops.asparameter(theta[sW].reshape(shW)), ops.asparameter(theta[sb])) for sW, shW, sb, _ in self.slices]
 
-    def weights_of(self, theta: np.ndarray) -> list[np.ndarray]:
-        return [theta[sW] for sW, _, _, _ in self.slices]
+    def penalty(self, theta: np.ndarray) -> float:
+        """The L2 term, ``alpha / 2 * Σ W² / Σw``."""
+        return sum(0.5 * self.l2 * float(theta[sW] @ theta[sW]) for sW, _, _, _ in self.slices)
+
+    def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        self.load(theta)
+        net, data = self.net, self.data
+        loss, grads, _ = net.loss_and_gradients(data.X, data.Y, None, data.weights)
+        grad = self.pack(grads, out=self.grad)
+        for sW, _, _, _ in self.slices:
+            grad[sW] += self.l2 * theta[sW]
+        return net.backend.to_float(loss) + self.penalty(theta), grad.copy()  # SciPy keeps it; the next call refills self.grad
 
 
 def fit_lbfgs(est: Any, net: MLP, X: Any, targets: Any, sample_weight: np.ndarray | None) -> None:
     """Minimise with L-BFGS-B for at most ``max_iter`` iterations and ``max_fun`` evaluations,
     until the projected gradient is below ``tol``; sets ``n_iter_`` and ``loss_``."""
-    data = net.prepare(X, targets, sample_weight)
-    ops = net.backend
-    l2 = est.alpha / (X.shape[0] if sample_weight is None else sample_weight.sum())
-    packing = _Packing(net)
-    grad = np.empty(packing.size)
-
-    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        packing.load(theta)
-        loss, grads, _ = net.loss_and_gradients(data.X, data.Y, None, data.weights)
-        packing.pack(grads, out=grad)
-        value = ops.to_float(loss)
-        for sW, W in zip((s[0] for s in packing.slices), packing.weights_of(theta)):
-            value += 0.5 * l2 * float(W @ W)
-            grad[sW] += l2 * W
-        return value, grad.copy()  # SciPy keeps it; the next call refills ``grad``
-
+    objective = Objective(net, net.prepare(X, targets, sample_weight), est.alpha)
     blas = ThreadpoolController()
     blas_threads = max((p["num_threads"] for p in blas.select(user_api="blas").info()), default=1)
 
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
         with blas.limit(limits=blas_threads, user_api="blas"):
-            return loss_and_gradient(theta)
+            return objective(theta)
 
     iteration = [0]
 
@@ -90,15 +89,15 @@ def fit_lbfgs(est: Any, net: MLP, X: Any, targets: Any, sample_weight: np.ndarra
     with blas.limit(limits=1, user_api="blas"):
         result = scipy.optimize.minimize(
             evaluate,
-            packing.pack(net.layers),
+            objective.pack(net.layers),
             method="L-BFGS-B",
             jac=True,
             callback=report if est.verbose else None,
             options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol},
         )
-    packing.load(result.x)
+    objective.load(result.x)
     est.n_iter_ = min(int(result.nit), est.max_iter)
-    penalty = sum(0.5 * l2 * float(W @ W) for W in packing.weights_of(result.x))
+    penalty = objective.penalty(result.x)
     est.loss_ = (float(result.fun) - penalty) * est._loss_scale() + penalty  # scikit-learn's figure
     if result.status != 0:
         message = result.message.decode() if isinstance(result.message, bytes) else result.message
