@@ -8,13 +8,16 @@ backend's fused pass where it has one. The objective is scikit-learn's: the mean
 
 L-BFGS-B's own work is level-1 BLAS on vectors of all the parameters (80,000 for a 784-100-10
 network). Threaded, those calls cost more in waking and waiting threads than they save (15-50 ms
-a step against 3-5 ms on one thread, measured on this project's busy 2-core machine), so the
-optimizer runs with BLAS on one thread, and each evaluation of the network gets BLAS's threads back.
+a step against 3-5 ms on one thread, measured on this project's busy 2-core machine), and a BLAS
+thread left spinning after them slows the next evaluation (the numba fused pass: 160 ms instead of
+115). So everything here runs with BLAS on one thread, except the network's evaluation itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,8 +32,8 @@ class Objective:
     """scikit-learn's L-BFGS objective on a network and its prepared data, as SciPy wants it: a
     function of one float64 vector of all the parameters, returning the loss and its gradient."""
 
-    def __init__(self, net: MLP, data: Batch, alpha: float) -> None:
-        self.net, self.data = net, data
+    def __init__(self, net: MLP, data: Batch, alpha: float, network_context: Callable[[], Any] = contextlib.nullcontext) -> None:
+        self.net, self.data, self.network_context = net, data, network_context
         total = len(data.labels) if data.weights is None else float(np.sum(net.backend.to_numpy(data.weights), dtype=np.float64))
         self.l2 = alpha / total
         self.slices, pos = [], 0
@@ -62,7 +65,8 @@ class Objective:
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self.load(theta)
         net, data = self.net, self.data
-        loss, grads, _ = net.loss_and_gradients(data.X, data.Y, None, data.weights)
+        with self.network_context():
+            loss, grads, _ = net.loss_and_gradients(data.X, data.Y, None, data.weights)
         grad = self.pack(grads, out=self.grad)
         for sW, _, _, _ in self.slices:
             grad[sW] += self.l2 * theta[sW]
@@ -72,14 +76,9 @@ class Objective:
 def fit_lbfgs(est: Any, net: MLP, X: Any, targets: Any, sample_weight: np.ndarray | None) -> None:
     """Minimise with L-BFGS-B for at most ``max_iter`` iterations and ``max_fun`` evaluations,
     until the projected gradient is below ``tol``; sets ``n_iter_`` and ``loss_``."""
-    objective = Objective(net, net.prepare(X, targets, sample_weight), est.alpha)
     blas = ThreadpoolController()
     blas_threads = max((p["num_threads"] for p in blas.select(user_api="blas").info()), default=1)
-
-    def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        with blas.limit(limits=blas_threads, user_api="blas"):
-            return objective(theta)
-
+    objective = Objective(net, net.prepare(X, targets, sample_weight), est.alpha, lambda: blas.limit(limits=blas_threads, user_api="blas"))
     iteration = [0]
 
     def report(intermediate_result: scipy.optimize.OptimizeResult) -> None:
@@ -88,7 +87,7 @@ def fit_lbfgs(est: Any, net: MLP, X: Any, targets: Any, sample_weight: np.ndarra
 
     with blas.limit(limits=1, user_api="blas"):
         result = scipy.optimize.minimize(
-            evaluate,
+            objective,
             objective.pack(net.layers),
             method="L-BFGS-B",
             jac=True,
