@@ -239,11 +239,8 @@ class BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         rule = getattr(self, "_rule", None)
-        if rule is None:
+        if rule is None or rule.early_stopping != self.early_stopping:  # a warm start may switch early stopping on or off
             rule = self._rule = NoImprovementRule(self.early_stopping, net.get_parameters(), t=getattr(self, "t_", 0))
-        rule.tol, rule.n_iter_no_change, rule.verbose = self.tol, self.n_iter_no_change, self.verbose  # set_params between fits
-        rule.loss_scale = self._loss_scale()
-        rule.adaptive = self.learning_rate == "adaptive" and self.solver != "adam"
         validation_score = None
         if self.early_stopping:
             X, Y, sw, validation_score = self._split(X, Y, sw, rng)
@@ -255,8 +252,8 @@ class BaseMLP(BaseEstimator):
         self.best_validation_score_ = rule.best_validation_score
 
     def _split(self, X: Any, Y: np.ndarray, sw: np.ndarray | None, rng: Any) -> tuple:
-        """Hold out ``validation_fraction`` of the samples for early stopping (stratified for
-        single-label classification); returns the training part and a scorer of the held-out part."""
+        """Hold out ``validation_fraction`` of the samples for early stopping (stratified where
+        :meth:`_stratify` says); returns the training part and a scorer of the held-out part."""
         arrays = [X, Y] + ([] if sw is None else [sw])
         parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction, stratify=self._stratify(Y))
         X_train, X_val, Y_train, Y_val = parts[:4]

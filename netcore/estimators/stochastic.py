@@ -37,12 +37,7 @@ class NoImprovementRule:
     training stops once it is at most 1e-6).
     """
 
-    def __init__(
-        self, early_stopping: bool, initial_params: list, t: int = 0, *,
-        tol: float = 1e-4, n_iter_no_change: float = 10, adaptive: bool = False, verbose: bool = False, loss_scale: float = 1.0,
-    ) -> None:
-        self.tol, self.n_iter_no_change, self.adaptive, self.verbose = tol, n_iter_no_change, adaptive, verbose
-        self.loss_scale = loss_scale  # the trainer's loss -> scikit-learn's figure of it (see BaseMLP._loss_scale)
+    def __init__(self, early_stopping: bool, initial_params: list, t: int = 0) -> None:
         self.early_stopping = early_stopping
         self.loss_curve: list[float] = []
         self.best_loss: float | None = None if early_stopping else math.inf
@@ -53,10 +48,15 @@ class NoImprovementRule:
         self.t = t  # samples seen
         self.start(0, None)
 
-    def start(self, n_samples: int, validation_score: Callable[[MLP], float] | None) -> None:
-        """A new fit call on ``n_samples`` training samples; ``validation_score(net)`` scores the
-        network on the held-out set (early stopping)."""
+    def start(
+        self, n_samples: int, validation_score: Callable[[MLP], float] | None, *,
+        tol: float = 1e-4, n_iter_no_change: float = 10, adaptive: bool = False, verbose: bool = False, loss_scale: float = 1.0,
+    ) -> None:
+        """A new fit call on ``n_samples`` training samples, with the estimator's current settings;
+        ``validation_score(net)`` scores the network on the held-out set (early stopping);
+        ``loss_scale`` turns the trainer's loss into scikit-learn's figure of it."""
         self.n_samples, self.validation_score = n_samples, validation_score
+        self.tol, self.n_iter_no_change, self.adaptive, self.verbose, self.loss_scale = tol, n_iter_no_change, adaptive, verbose, loss_scale
         self.n_iter, self.stopped, self.loss = 0, False, math.nan
 
     def on_epoch_end(self, trainer: Trainer, log: EpochLog) -> None:
@@ -140,7 +140,7 @@ def batch_size(est: Any, n_samples: int) -> int | None:
     if est.batch_size == "auto":
         return min(200, n_samples)
     if est.batch_size > n_samples:
-        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=4)
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped", stacklevel=6)
     return int(np.clip(est.batch_size, 1, n_samples))
 
 
@@ -164,14 +164,17 @@ def fit_stochastic(
     n = X.shape[0]
     trainer = getattr(est, "_trainer", None)
     if not incremental or trainer is None or trainer.net is not net:
-        trainer = est._trainer = Trainer(net, make_optimizer(est), shuffle=est.shuffle)
-        est._first_epoch = trainer.epoch
-    trainer.rng = SampleOrder(rng, n)
+        trainer = est._trainer = Trainer(net, make_optimizer(est))  # a new optimizer's first epoch is the trainer's epoch 0
+    trainer.rng, trainer.shuffle = SampleOrder(rng, n), est.shuffle
     trainer.l2 = float(est.alpha if sample_weight is None else est.alpha * n / sample_weight.sum())
     trainer.batch_size = batch_size(est, n)
+    trainer.schedule = None
     if est.learning_rate == "invscaling" and est.solver != "adam":
-        trainer.schedule = InvScalingLR(est.learning_rate_init, est.power_t, n, t0=rule.t, start=trainer.epoch, first=est._first_epoch)
-    rule.start(n, validation_score)
+        trainer.schedule = InvScalingLR(est.learning_rate_init, est.power_t, n, t0=rule.t, start=trainer.epoch, first=0)
+    rule.start(
+        n, validation_score, tol=est.tol, n_iter_no_change=est.n_iter_no_change, verbose=est.verbose, loss_scale=est._loss_scale(),
+        adaptive=est.learning_rate == "adaptive" and est.solver != "adam",
+    )
     epochs = 1 if incremental else est.max_iter
     try:
         trainer.fit(X, targets, trainer.epoch + epochs, callbacks=[rule], sample_weight=sample_weight)
@@ -183,7 +186,7 @@ def fit_stochastic(
         warnings.warn(
             f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and the optimization hasn't converged yet.",
             ConvergenceWarning,
-            stacklevel=4,
+            stacklevel=5,  # the caller of fit
         )
     if rule.early_stopping:
         net.set_parameters(rule.best_params)
