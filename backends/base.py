@@ -188,7 +188,8 @@ class Backend:
     def activation_backward(self, a: Any, grad: Any, kind: str) -> Any:
         """``grad * g'(z)`` written with the layer's output ``a = g(z)``; may reuse ``grad``.
 
-        tanh' = 1 - a², sigmoid' = a (1 - a), relu' = [a > 0], identity' = 1: no pre-activation is kept.
+        tanh' = 1 - a², sigmoid' = a (1 - a), relu' = [a > 0], identity' = 1: no pre-activation is
+        kept.
         """
         activation_code(kind)
         if kind == "tanh":
@@ -245,8 +246,9 @@ class Backend:
         the logits ``z`` and targets ``y``: the network's whole output layer, forward and backward.
 
         ``dZ = output - y``, the gradient of the sum of the per-sample losses. With per-sample
-        ``weights`` (a column, one row per sample) the loss is the weighted mean ``Σ wᵢ lᵢ / Σ w`` and row i of dZ is scaled by
-        ``n wᵢ / Σ w`` (the network divides by n), so the gradient is the weighted mean's.
+        ``weights`` (a column, one row per sample) the loss is the weighted mean ``Σ wᵢ lᵢ / Σ w``
+        and row i of dZ is scaled by ``n wᵢ / Σ w`` (the network divides by n), so the gradient is
+        the weighted mean's.
         """
         check_output(kind)
         if kind == "softmax" and weights is None:

@@ -73,6 +73,18 @@ def test_output_ops_on_numba_cuda(name):
     check_output_ops(backends.get_backend(name, "float64"), 5, 3, seed=1)
 
 
+@pytest.mark.parametrize("name", backend_params(["numba-cuda"]))
+def test_numba_cuda_trains_the_new_outputs_and_takes_sparse_inputs(name, rng):
+    """No sparse kernels there: the rows go to the device dense, and give what dense inputs give."""
+    X = rng.random((6, 4)) * (rng.random((6, 4)) < 0.5)
+    y = rng.integers(0, 2, (6, 2))
+    ref = MLP([4, 3, 2], "identity", backend="numpy", dtype="float64", seed=0, output="logistic")
+    net = MLP([4, 3, 2], "identity", backend=name, dtype="float64", seed=0, output="logistic")
+    for model in (ref, net):
+        Trainer(model, "sgd", lr=0.5).fit(scipy.sparse.csr_matrix(X), y, 3, sample_weight=np.arange(1, 7))
+    np.testing.assert_allclose(net.predict_proba(scipy.sparse.csr_matrix(X)), ref.predict_proba(X), rtol=1e-10)
+
+
 def test_unknown_output_is_refused_by_name():
     with pytest.raises(ValueError, match="unknown output 'sigmoid'; choose one of softmax, logistic, identity, exp"):
         MLP([3, 2], output="sigmoid")
