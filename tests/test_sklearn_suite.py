@@ -4,7 +4,7 @@ The test module ships inside the installed scikit-learn (``sklearn/neural_networ
 It is read from there at collection time, its one import of the estimators is swapped for
 netcore's, and its tests are collected here as they are, parametrisations included. Nothing of it
 is copied into this repository. Tests that reach into scikit-learn's private internals are skipped
-by name below, each with the reason; every other test must pass.
+by name below, each with the reason; every other test must pass, on the numba and numpy backends.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import types
 from pathlib import Path
 
 import pytest
+
+import backends
+
+from .conftest import backend_params
 
 SKLEARN_IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
 NETCORE_IMPORT = "from netcore import MLPClassifier, MLPRegressor"
@@ -57,6 +61,14 @@ for _name, _test in vars(_suite).items():
         if _name in PRIVATE:
             _test = pytest.mark.skip(reason=f"private scikit-learn internals: {PRIVATE[_name]}")(_test)
         globals()[_name] = _test
+
+
+@pytest.fixture(autouse=True, params=backend_params(["numba", "numpy"]))
+def _netcore_backend(request):
+    """Every test of the suite on the two CPU backends (the python baseline computes in float64
+    only, so the suite's float32 checks are not for it; it passes the rest)."""
+    with backends.use(request.param):
+        yield
 
 
 @pytest.fixture
