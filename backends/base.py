@@ -8,15 +8,25 @@ overrides only the ops it can do better.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-#: The hidden activations every backend implements (the output is always softmax), each with the
-#: integer code that compiled kernels switch on: one table for every backend.
-ACTIVATIONS: dict[str, int] = {"tanh": 0, "relu": 1, "sigmoid": 2}
-TANH, RELU, SIGMOID = ACTIVATIONS["tanh"], ACTIVATIONS["relu"], ACTIVATIONS["sigmoid"]
+#: The hidden activations every backend implements, each with the integer code that compiled
+#: kernels switch on: one table for every backend.
+ACTIVATIONS: dict[str, int] = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
+TANH, RELU, SIGMOID, IDENTITY = ACTIVATIONS["tanh"], ACTIVATIONS["relu"], ACTIVATIONS["sigmoid"], ACTIVATIONS["identity"]
+
+#: The output layers every backend implements, each with the loss it is trained on. Every pair is
+#: canonical (the loss's link is the output's activation), so for all of them dZᴸ = output − Y.
+OUTPUTS: dict[str, str] = {
+    "softmax": "categorical cross-entropy",
+    "logistic": "binary cross-entropy of each output",
+    "identity": "half squared error, summed over the outputs",
+    "exp": "half Poisson deviance, summed over the outputs",
+}
 
 #: Compute dtypes a backend can be bound to.
 DTYPES = ("float32", "float64")
@@ -32,6 +42,19 @@ def activation_code(kind: str) -> int:
         return ACTIVATIONS[kind]
     except (KeyError, TypeError):
         raise ValueError(f"unknown activation {kind!r}; choose one of {', '.join(ACTIVATIONS)}") from None
+
+
+def check_output(kind: str) -> str:
+    """An output layer of :data:`OUTPUTS`; the one place an unknown name is refused."""
+    if not isinstance(kind, str) or kind not in OUTPUTS:
+        raise ValueError(f"unknown output {kind!r}; choose one of {', '.join(OUTPUTS)}")
+    return kind
+
+
+def is_sparse(x: Any) -> bool:
+    """A SciPy sparse matrix or array (without importing SciPy: if it is not loaded, x is not one)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and sparse.issparse(x)
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -86,6 +109,21 @@ class Backend:
             return self.scale(self.asarray(X), 1 / 255)
         return self.asarray(X)
 
+    def sparse_input(self, X: Any) -> Any:
+        """Validated SciPy sparse inputs -> this backend's sparse rows, never densified whole.
+
+        The default keeps a CSR matrix on the host in this backend's dtype: the first layer's
+        products (:meth:`matmul_nt`, :meth:`matmul_tn`) and :meth:`take_rows` run on it as sparse
+        products. uint8 is scaled to 0..1 as in :meth:`input_array`.
+        """
+        import scipy.sparse
+
+        scale = 1 / 255 if X.dtype == np.uint8 else 1
+        X = scipy.sparse.csr_matrix(X, dtype=self.dtype)
+        if scale != 1:
+            X.data *= self.dtype.type(scale)
+        return X
+
     def take_rows(self, x: Any, rows: np.ndarray) -> Any:
         """The rows ``x[rows]`` (a mini-batch), as a new array."""
         return x[self.xp.asarray(rows)]
@@ -111,7 +149,10 @@ class Backend:
         return a @ b.T
 
     def matmul_tn(self, a: Any, b: Any) -> Any:
-        """``a.T @ b``: the weight gradient, summed over the sample rows."""
+        """``a.T @ b``: the weight gradient, summed over the sample rows. ``b`` may be the sparse
+        input rows (the first layer's gradient); the result is then made C-contiguous too."""
+        if is_sparse(b):
+            return self.xp.ascontiguousarray((b.T @ a).T)
         return a.T @ b
 
     # -- layers -----------------------------------------------------------------
@@ -138,6 +179,7 @@ class Backend:
             # 1 / (1 + e^-z) overflows to inf in the exp for z << 0 and still gives the right 0.
             with np.errstate(over="ignore"):
                 return xp.reciprocal(xp.exp(-z) + 1, out=z)
+        return z  # identity
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         """A hidden layer's output ``g(a @ w.T + b)``; backends fuse bias and activation here."""
@@ -146,7 +188,8 @@ class Backend:
     def activation_backward(self, a: Any, grad: Any, kind: str) -> Any:
         """``grad * g'(z)`` written with the layer's output ``a = g(z)``; may reuse ``grad``.
 
-        tanh' = 1 - a², sigmoid' = a (1 - a), relu' = [a > 0]: no pre-activation is kept.
+        tanh' = 1 - a², sigmoid' = a (1 - a), relu' = [a > 0], identity' = 1: no pre-activation is
+        kept.
         """
         activation_code(kind)
         if kind == "tanh":
@@ -185,6 +228,52 @@ class Backend:
         Backends fuse the two (one pass over the logits)."""
         return self.cross_entropy(z, y), self.softmax_cross_entropy_delta(self.softmax(z), y)
 
+    # -- output layers beyond softmax (OUTPUTS) -------------------------------------
+    def output(self, z: Any, kind: str) -> Any:
+        """The output layer's values from its logits: class probabilities (``softmax``, or
+        ``logistic``, one probability per output) or predictions (``identity``, ``exp``). New array."""
+        check_output(kind)
+        if kind == "softmax":
+            return self.softmax(z)
+        if kind == "logistic":
+            return self.activation(self.copy(z), "sigmoid")
+        if kind == "exp":
+            return self.xp.exp(z)
+        return self.copy(z)
+
+    def output_loss(self, z: Any, y: Any, kind: str, weights: Any = None) -> tuple[Any, Any]:
+        """``(mean loss, dZ)`` of the output layer ``kind`` and its loss (:data:`OUTPUTS`), from
+        the logits ``z`` and targets ``y``: the network's whole output layer, forward and backward.
+
+        ``dZ = output - y``, the gradient of the sum of the per-sample losses. With per-sample
+        ``weights`` (a column, one row per sample) the loss is the weighted mean ``Σ wᵢ lᵢ / Σ w``
+        and row i of dZ is scaled by ``n wᵢ / Σ w`` (the network divides by n), so the gradient is
+        the weighted mean's.
+        """
+        check_output(kind)
+        if kind == "softmax" and weights is None:
+            return self.softmax_cross_entropy(z, y)  # the op backends fuse
+        xp, n = self.xp, z.shape[0]
+        if kind == "softmax":
+            shifted = z - z.max(axis=1, keepdims=True)
+            log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+            rows, delta = -(y * log_p).sum(axis=1), xp.exp(log_p) - y
+        elif kind == "logistic":
+            # -[y log σ(z) + (1 - y) log(1 - σ(z))] = max(z, 0) - y z + log(1 + e^-|z|): finite for any z
+            rows = (xp.maximum(z, 0) - y * z + xp.log1p(xp.exp(-xp.abs(z)))).sum(axis=1)
+            delta = self.output(z, "logistic") - y
+        elif kind == "identity":
+            delta = z - y
+            rows = 0.5 * (delta * delta).sum(axis=1)
+        else:  # exp: half Poisson deviance, y log(y / μ) - y + μ with μ = e^z and 0 log 0 = 0
+            mu = xp.exp(z)
+            rows = (y * (xp.log(xp.where(y > 0, y, 1)) - z) - y + mu).sum(axis=1)
+            delta = mu - y
+        if weights is None:
+            return rows.sum() / n, delta
+        w = weights[:, 0] * (n / weights.sum())
+        return (w * rows).sum() / n, delta * w[:, None]
+
     # -- reductions and updates ---------------------------------------------------
     def sum_rows(self, a: Any) -> Any:
         """Sum over the sample axis: ``(n, k) -> (k,)``."""
@@ -221,13 +310,18 @@ class Backend:
     # -- optional capabilities ----------------------------------------------------------
     # Declared here with their generic behaviour; a backend overrides what it does better and
     # calls super() for the cases its kernels do not cover.
-    def loss_and_gradients(self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None, generic: Callable) -> tuple[Any, list, Any]:
+    def loss_and_gradients(
+        self, layers: list, X: Any, Y: Any, activation: str, rows: np.ndarray | None, generic: Callable,
+        output: str = "softmax", weights: Any = None,
+    ) -> tuple[Any, list, Any]:
         """``(loss, grads, logits)`` of the batch ``X[rows]`` (all rows if None): the whole step's math.
 
-        ``generic(ops, layers, X, Y, activation)`` is the network's op-by-op forward/backward (the
-        backends know no networks, so the network hands it in); this default runs it. A backend
-        with a fused pass overrides this, and its results must equal ``generic``'s (the tests
-        hold them to it).
+        ``generic(ops, layers, X, Y, activation, output, weights)`` is the network's op-by-op
+        forward/backward (the backends know no networks, so the network hands it in); this default
+        runs it. ``output`` names the output layer and its loss (:data:`OUTPUTS`); ``weights`` are
+        optional per-sample weights, a column (see :meth:`output_loss`). A backend with a fused pass
+        overrides this for the cases its kernels cover and calls ``super()`` for the others; its
+        results must equal ``generic``'s (the tests hold them to it).
 
         Ownership: ``grads`` and ``logits`` may live in buffers that the next call on this
         backend overwrites (so a step allocates nothing); use or copy them before calling again.
@@ -235,7 +329,8 @@ class Backend:
         """
         if rows is not None:
             X, Y = self.take_rows(X, rows), self.take_rows(Y, rows)
-        return generic(self, layers, X, Y, activation)
+            weights = None if weights is None else self.take_rows(weights, rows)
+        return generic(self, layers, X, Y, activation, output, weights)
 
     def capture_limits(self, *, full_batch: bool, stateless: bool, l2: float) -> list[str]:
         """Why a training step with these settings cannot be recorded and replayed with

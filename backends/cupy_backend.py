@@ -25,11 +25,13 @@ _FORWARD = {
     "tanh": "z = tanh(z + b)",
     "relu": "T v = z + b; z = v > (T)0 ? v : (T)0",
     "sigmoid": "z = (T)1 / ((T)1 + exp(-(z + b)))",
+    "identity": "z = z + b",
 }
 _BACKWARD = {
     "tanh": "g = g * ((T)1 - a * a)",
     "relu": "g = a > (T)0 ? g : (T)0",
     "sigmoid": "g = g * a * ((T)1 - a)",
+    "identity": "g = g",
 }
 
 #: Every ElementwiseKernel this backend builds: name -> (inputs, outputs, body), T the compute
@@ -294,3 +296,17 @@ class CupyBackend(Backend):
         activation_code(kind)
         self._elementwise(f"{kind}_backward")(a, grad)  # g is read and written in place
         return grad
+
+    # -- sparse inputs: CSR on the device (cuSPARSE products), never densified whole --------------
+    def sparse_input(self, X: Any) -> Any:
+        import cupyx.scipy.sparse
+
+        host = super().sparse_input(X)  # CSR in this dtype, uint8 scaled
+        return self._device(lambda: cupyx.scipy.sparse.csr_matrix(host), host.data.nbytes + host.indices.nbytes, f"sparse inputs of shape {host.shape}")
+
+    def matmul_tn(self, a: Any, b: Any) -> Any:
+        import cupyx.scipy.sparse
+
+        if cupyx.scipy.sparse.issparse(b):  # the sparse first layer's weight gradient
+            return self.xp.ascontiguousarray((b.T @ a).T)
+        return super().matmul_tn(a, b)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import IDENTITY, Backend, activation_code, is_sparse
 
 log = logging.getLogger("netcore")
 
@@ -117,6 +117,8 @@ class NumbaBackend(Backend):
         return (self.input_array_float(a) if a.dtype == np.uint8 else a) @ b.T
 
     def matmul_tn(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if is_sparse(b):  # the sparse first layer: the contract's product
+            return super().matmul_tn(a, b)
         return a.T @ (self.input_array_float(b) if b.dtype == np.uint8 else b)
 
     def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float) -> None:
@@ -144,12 +146,19 @@ class NumbaBackend(Backend):
         """uint8 intensities as floats in 0..1, the way the fused kernel reads them."""
         return X * self._scale_of(X)
 
-    def loss_and_gradients(self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None, generic) -> tuple:
+    def loss_and_gradients(
+        self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None, generic,
+        output: str = "softmax", weights: Any = None,
+    ) -> tuple:
         """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`.
 
+        The fused pass covers dense inputs, a softmax output without sample weights and the
+        tanh / relu / sigmoid activations; everything else runs the contract's generic path.
         The gradients and logits live in buffers reused by the next call of the same shape (so a
         mini-batch step allocates nothing), as the contract allows.
         """
+        if output != "softmax" or weights is not None or self._kind(activation) == IDENTITY or is_sparse(X):
+            return super().loss_and_gradients(layers, X, Y, activation, rows, generic, output, weights)
         import numba
 
         f, lay = self.f, self.layout

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import Backend, activation_code, check_output
 
 INSTALL_HINT = "install it with: pip install 'netcore[numba-cuda]' (the numba-cuda package)"
 
@@ -51,9 +51,9 @@ class NumbaCudaBackend(Backend):
         super().__init__(dtype)
         from numba import cuda
 
-        from . import numba_cuda_kernels
+        from . import numba_cuda_kernels, numba_cuda_outputs
 
-        self.cuda, self.m = cuda, numba_cuda_kernels
+        self.cuda, self.m, self.outputs = cuda, numba_cuda_kernels, numba_cuda_outputs
         self._k = None
 
     @property
@@ -139,17 +139,20 @@ class NumbaCudaBackend(Backend):
         self._launch(self.k.bias_activation, z.size, z, b, -1)
         return z
 
+    # identity (g(z) = z, g' = 1) needs no kernel: the bias alone, or nothing
     def activation(self, z: Any, kind: str) -> Any:
-        self._launch(self.k.activation, z.size, z.reshape(-1), self._kind(kind))
+        if kind != "identity":
+            self._launch(self.k.activation, z.size, z.reshape(-1), self._kind(kind))
         return z
 
     def dense(self, a: Any, w: Any, b: Any, kind: str) -> Any:
         z = self.matmul_nt(a, w)
-        self._launch(self.k.bias_activation, z.size, z, b, self._kind(kind))
+        self._launch(self.k.bias_activation, z.size, z, b, -1 if kind == "identity" else self._kind(kind))
         return z
 
     def activation_backward(self, a: Any, grad: Any, kind: str) -> Any:
-        self._launch(self.k.activation_backward, a.size, a.reshape(-1), grad.reshape(-1), self._kind(kind))
+        if kind != "identity":
+            self._launch(self.k.activation_backward, a.size, a.reshape(-1), grad.reshape(-1), self._kind(kind))
         return grad
 
     # -- output layer and loss --------------------------------------------------------------
@@ -172,6 +175,31 @@ class NumbaCudaBackend(Backend):
         out = self._empty(p.shape)
         self._launch(self.k.subtract, p.size, p.reshape(-1), y.reshape(-1), out.reshape(-1))
         return out
+
+    # -- output layers beyond softmax ----------------------------------------------------------
+    def output(self, z: Any, kind: str) -> Any:
+        if check_output(kind) == "softmax":
+            return self.softmax(z)
+        out = self._empty(z.shape)
+        self._launch(self.outputs.values, z.size, z.reshape(-1), self.outputs.CODES[kind], out.reshape(-1))
+        return out
+
+    def output_loss(self, z: Any, y: Any, kind: str, weights: Any = None) -> tuple[Any, Any]:
+        if check_output(kind) == "softmax" and weights is None:
+            return self.softmax_cross_entropy(z, y)
+        n = z.shape[0]
+        k = self.outputs
+        rows, delta = self._empty(n, np.float64), self._empty(z.shape)
+        self._launch(k.rows, n, z, y, k.CODES[kind], rows, delta)
+        if weights is not None:  # rows scaled by n w / Σw: the weighted mean, and its gradient
+            total = self.to_float(self._sum(weights.reshape(-1), 1.0))
+            self._launch(k.weigh, n, rows, delta, weights, n / total)
+        return self._sum(rows, 1 / n), delta
+
+    # -- sparse inputs ------------------------------------------------------------------------
+    def sparse_input(self, X: Any) -> Any:
+        # No sparse kernels here: the rows go to the device dense (the whole matrix, so mind its size).
+        return self.asarray(super().sparse_input(X).toarray())
 
     # -- reductions and updates -------------------------------------------------------------
     def sum_rows(self, a: Any) -> Any:
@@ -212,3 +240,4 @@ class NumbaCudaBackend(Backend):
         out = self._empty(a.shape[0], np.int64)
         self._launch(self.k.argmax_rows, a.shape[0], a, out)
         return out.copy_to_host()
+

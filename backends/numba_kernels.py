@@ -28,7 +28,7 @@ from numba import njit, prange  # noqa: E402
 from numba.extending import overload  # noqa: E402
 from numba.np.numpy_support import as_dtype  # noqa: E402
 
-from .base import RELU, SIGMOID, TANH  # noqa: E402, F401  (the contract's activation codes)
+from .base import IDENTITY, RELU, SIGMOID, TANH  # noqa: E402, F401  (the contract's activation codes)
 
 jit = njit(cache=True, error_model="numpy", nogil=True)
 
@@ -98,8 +98,10 @@ def _row_max(z, i):
 
 @pjit
 def bias_activation(z, b, kind):
-    """``z = g(z + b)`` in place; ``kind < 0`` adds the bias only."""
+    """``z = g(z + b)`` in place; ``kind < 0`` (or identity) adds the bias only."""
     n, k = z.shape
+    if kind == IDENTITY:
+        kind = -1
     for i in prange(n):
         for j in range(k):
             v = z[i, j] + b[j]
@@ -108,8 +110,10 @@ def bias_activation(z, b, kind):
 
 @pjit
 def activation(z, kind):
-    """``z = g(z)`` in place."""
+    """``z = g(z)`` in place (identity: nothing to do)."""
     n, k = z.shape
+    if kind == IDENTITY:
+        return
     for i in prange(n):
         for j in range(k):
             z[i, j] = _g(z[i, j], kind)
@@ -117,8 +121,10 @@ def activation(z, kind):
 
 @pjit
 def activation_backward(a, grad, kind):
-    """``grad *= g'(z)`` in place, from the layer output ``a``."""
+    """``grad *= g'(z)`` in place, from the layer output ``a`` (identity: g' = 1)."""
     n, k = a.shape
+    if kind == IDENTITY:
+        return
     for i in prange(n):
         for j in range(k):
             grad[i, j] *= _dg(a[i, j], kind)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import Backend, activation_code, check_output
 
 Matrix = list[list[float]]
 Vector = list[float]
@@ -24,6 +24,21 @@ Vector = list[float]
 
 def _is_matrix(x: Any) -> bool:
     return len(x) > 0 and isinstance(x[0], list)
+
+
+class SparseRows:
+    """Sparse inputs as Python lists: per row, its column indices and values (CSR, unpacked).
+    Only the first layer's products and ``take_rows`` ever see one."""
+
+    def __init__(self, rows: list[tuple[list[int], list[float]]], n_cols: int) -> None:
+        self.rows, self.n_cols = rows, n_cols
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.rows), self.n_cols)
 
 
 class PythonBackend(Backend):
@@ -45,7 +60,14 @@ class PythonBackend(Backend):
             return x
         return np.asarray(x, dtype=np.float64).tolist()
 
-    def take_rows(self, x: Matrix, rows: np.ndarray) -> Matrix:
+    def sparse_input(self, X: Any) -> SparseRows:
+        X = super().sparse_input(X)  # CSR in float64, uint8 scaled; unpacked into lists once
+        indptr, indices, data = X.indptr.tolist(), X.indices.tolist(), X.data.tolist()
+        return SparseRows([(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]]) for i in range(X.shape[0])], X.shape[1])
+
+    def take_rows(self, x: Any, rows: np.ndarray) -> Any:
+        if isinstance(x, SparseRows):
+            return SparseRows([x.rows[r] for r in rows.tolist()], x.n_cols)
         return [list(x[r]) for r in rows.tolist()]
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -66,7 +88,9 @@ class PythonBackend(Backend):
             out.append(row)
         return out
 
-    def matmul_nt(self, a: Matrix, b: Matrix) -> Matrix:
+    def matmul_nt(self, a: Matrix | SparseRows, b: Matrix) -> Matrix:
+        if isinstance(a, SparseRows):  # each row's stored values against the weights' columns
+            return [[sum(v * b_row[c] for c, v in zip(cols, vals)) for b_row in b] for cols, vals in a.rows]
         out = []
         for a_row in a:
             row = []
@@ -78,7 +102,15 @@ class PythonBackend(Backend):
             out.append(row)
         return out
 
-    def matmul_tn(self, a: Matrix, b: Matrix) -> Matrix:
+    def matmul_tn(self, a: Matrix, b: Matrix | SparseRows) -> Matrix:
+        if isinstance(b, SparseRows):
+            out = [[0.0] * b.n_cols for _ in range(len(a[0]))]
+            for a_row, (cols, vals) in zip(a, b.rows):
+                for i, a_ri in enumerate(a_row):
+                    out_row = out[i]
+                    for c, v in zip(cols, vals):
+                        out_row[c] += a_ri * v
+            return out
         out = [[0.0] * len(b[0]) for _ in range(len(a[0]))]
         for a_row, b_row in zip(a, b):
             for i, a_ri in enumerate(a_row):
@@ -109,6 +141,7 @@ class PythonBackend(Backend):
                 return e / (1.0 + e)
         else:
             activation_code(kind)  # refuses the unknown name
+            return z  # identity
         for row in z:
             for j, v in enumerate(row):
                 row[j] = f(v)
@@ -123,7 +156,7 @@ class PythonBackend(Backend):
                 elif kind == "relu":
                     if a_j <= 0.0:
                         g_row[j] = 0.0
-                else:
+                elif kind == "sigmoid":
                     g_row[j] *= a_j * (1.0 - a_j)
         return grad
 
@@ -154,6 +187,49 @@ class PythonBackend(Backend):
 
     def softmax_cross_entropy_delta(self, p: Matrix, y: Matrix) -> Matrix:
         return [[pj - yj for pj, yj in zip(p_row, y_row)] for p_row, y_row in zip(p, y)]
+
+    def output(self, z: Matrix, kind: str) -> Matrix:
+        check_output(kind)
+        if kind == "softmax":
+            return self.softmax(z)
+        if kind == "logistic":
+            return self.activation(self.copy(z), "sigmoid")
+        if kind == "exp":
+            return [[math.exp(v) for v in row] for row in z]
+        return self.copy(z)
+
+    def output_loss(self, z: Matrix, y: Matrix, kind: str, weights: Matrix | None = None) -> tuple[float, Matrix]:
+        check_output(kind)
+        if kind == "softmax" and weights is None:
+            return self.softmax_cross_entropy(z, y)
+        out = self.output(z, kind)
+        delta = [[o - t for o, t in zip(o_row, y_row)] for o_row, y_row in zip(out, y)]
+        rows = []
+        for z_row, y_row, o_row in zip(z, y, out):
+            loss = 0.0
+            if kind == "softmax":
+                top = max(z_row)
+                log_total = math.log(sum(math.exp(v - top) for v in z_row))
+                for v, t in zip(z_row, y_row):
+                    loss -= t * (v - top - log_total)
+            else:
+                for v, t, o in zip(z_row, y_row, o_row):
+                    if kind == "logistic":  # max(z, 0) - y z + log(1 + e^-|z|): finite for any z
+                        loss += max(v, 0.0) - t * v + math.log1p(math.exp(-abs(v)))
+                    elif kind == "identity":
+                        loss += 0.5 * (o - t) * (o - t)
+                    else:  # exp: y log(y / μ) - y + μ, 0 log 0 = 0
+                        loss += (t * (math.log(t) - v) if t > 0 else 0.0) - t + o
+            rows.append(loss)
+        n = len(z)
+        if weights is None:
+            return sum(rows) / n, delta
+        total = sum(w_row[0] for w_row in weights)
+        w = [w_row[0] * n / total for w_row in weights]
+        for w_i, d_row in zip(w, delta):
+            for j, d in enumerate(d_row):
+                d_row[j] = w_i * d
+        return sum(w_i * r for w_i, r in zip(w, rows)) / n, delta
 
     # -- reductions and updates ---------------------------------------------------
     def sum_rows(self, a: Matrix) -> Vector:

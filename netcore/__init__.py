@@ -4,7 +4,7 @@ Three ways in:
 
 - ``netcore.tutorial``: the tutorial's own functions, on the selected backend;
 - :class:`MLP` and :class:`Trainer`: the native network and its training loop;
-- :class:`MLPClassifier`: a drop-in for scikit-learn's.
+- :class:`MLPClassifier` and :class:`MLPRegressor`: drop-ins for scikit-learn's.
 
 Backends are chosen with an argument, a ``backends.use(...)`` block or ``NETCORE_BACKEND``.
 """
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP",
     "MLPClassifier",
+    "MLPRegressor",
     "Trainer",
     "History",
     "TrainingDivergedError",
@@ -44,9 +45,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The classifier imports scikit-learn (half a second); only pay for it when it is used.
-    if name == "MLPClassifier":
-        from .classifier import MLPClassifier
+    # The estimators import scikit-learn (half a second); only pay for it when one is used.
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
 
-        return MLPClassifier
+        return getattr(estimators, name)
     raise AttributeError(f"module 'netcore' has no attribute {name!r}")

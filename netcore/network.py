@@ -3,17 +3,19 @@
 Notation follows the tutorial, with samples as rows (``m`` of them):
 
     A⁰ = X
-    Aˡ = g(Aˡ⁻¹ Wˡᵀ + bˡ)              hidden layers, g = tanh | relu | sigmoid
-    Zᴸ = Aᴸ⁻¹ Wᴸᵀ + bᴸ,  P = softmax(Zᴸ)
-    loss = -(1/m) Σ Y ⊙ log P
+    Aˡ = g(Aˡ⁻¹ Wˡᵀ + bˡ)              hidden layers, g = tanh | relu | sigmoid | identity
+    Zᴸ = Aᴸ⁻¹ Wᴸᵀ + bᴸ,  P = o(Zᴸ)     the output layer, o = softmax (the tutorial's) | logistic | identity | exp
+    loss = (1/m) Σ ℓ(P, Y)            ℓ = o's canonical loss: -Y ⊙ log P for softmax (the tutorial's),
+                                      binary cross-entropy, ½ squared error, ½ Poisson deviance
 
-    dZᴸ = P - Y
+    dZᴸ = P - Y                       (the same for every canonical pair)
     dWˡ = (1/m) dZˡᵀ Aˡ⁻¹,   dbˡ = (1/m) Σ_rows dZˡ
     dZˡ⁻¹ = (dZˡ Wˡ) ⊙ g'(Aˡ⁻¹)
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -21,20 +23,23 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from backends import Backend, get_backend
+from backends.base import check_output, is_sparse
 
 from . import checkpoint
 from .optim import sgd_step
-from .validation import check_activation, check_labels, check_layer_sizes, check_X
+from .validation import check_activation, check_labels, check_layer_sizes, check_sample_weight, check_targets, check_X
 
 Layers = list[tuple[Any, Any]]
 
 
 class Batch(NamedTuple):
-    """Validated data on the backend: inputs, one-hot targets (or None) and the host labels."""
+    """Validated data on the backend: inputs, targets (one-hot rows for softmax, or None), the host
+    labels (class ids for softmax, else the targets), and per-sample weights (a column) or None."""
 
     X: Any
     Y: Any
     labels: np.ndarray | None
+    weights: Any = None
 
 
 def forward(ops: Backend, layers: Layers, X: Any, activation: str, Z: list[Any] | None = None) -> tuple[list[Any], Any]:
@@ -55,8 +60,8 @@ def forward(ops: Backend, layers: Layers, X: Any, activation: str, Z: list[Any] 
 
 
 def backward(ops: Backend, layers: Layers, A: list[Any], dZ: Any, activation: str) -> Layers:
-    """``[(dW¹, db¹) .. (dWᴸ, dbᴸ)]``: the gradient of the mean cross-entropy, from ``dZᴸ = P - Y``."""
-    m = len(A[0])
+    """``[(dW¹, db¹) .. (dWᴸ, dbᴸ)]``: the gradient of the mean loss, from ``dZᴸ = P - Y``."""
+    m = len(dZ)  # samples (A⁰ may be sparse rows, which have no len)
     grads = []
     for l in reversed(range(len(layers))):
         W, _ = layers[l]
@@ -66,10 +71,12 @@ def backward(ops: Backend, layers: Layers, A: list[Any], dZ: Any, activation: st
     return grads[::-1]
 
 
-def generic_loss_and_gradients(ops: Backend, layers: Layers, X: Any, Y: Any, activation: str) -> tuple[Any, Layers, Any]:
+def generic_loss_and_gradients(
+    ops: Backend, layers: Layers, X: Any, Y: Any, activation: str, output: str = "softmax", weights: Any = None
+) -> tuple[Any, Layers, Any]:
     """``(loss, grads, logits)`` op by op: the single source of truth that fused ops are held to."""
     A, Z = forward(ops, layers, X, activation)
-    loss, dZ = ops.softmax_cross_entropy(Z, Y)
+    loss, dZ = ops.output_loss(Z, Y, output, weights)
     return loss, backward(ops, layers, A, dZ, activation), Z
 
 
@@ -103,19 +110,26 @@ def init_parameters(
 
 
 class MLP:
-    """A fully connected network: hidden layers of ``activation``, a softmax output, cross-entropy.
+    """A fully connected network: hidden layers of ``activation``, an output layer and its loss.
 
     Parameters
     ----------
-    layer_sizes : input size, hidden widths..., number of classes, e.g. ``(784, 16, 16, 10)``.
-    activation : hidden activation, ``"tanh"``, ``"relu"`` or ``"sigmoid"``.
+    layer_sizes : input size, hidden widths..., outputs (classes for softmax), e.g. ``(784, 16, 16, 10)``.
+    activation : hidden activation, ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"identity"``.
     backend : a backend name, a Backend, or None to follow ``backends.use()`` / ``NETCORE_BACKEND``.
     dtype : compute dtype, ``"float32"`` or ``"float64"``.
     seed : seed of the initialisation (``seed=2`` with ``init="tutorial"`` reproduces the tutorial).
     init : ``"tutorial"`` (``randn * 0.1``, zero biases) or ``"glorot"`` (scikit-learn's).
+    output : the output layer and the loss it trains on: ``"softmax"`` (cross-entropy, the
+        tutorial's), ``"logistic"`` (a probability per output, binary cross-entropy: binary and
+        multilabel classification), ``"identity"`` (½ squared error: regression) or ``"exp"``
+        (½ Poisson deviance: counts).
 
-    Data is laid out with samples as rows, ``X`` of shape ``(n_samples, n_features)``; labels are
-    integer class ids (one-hot rows accepted). Weights are ``(out, in)`` like the tutorial's.
+    Data is laid out with samples as rows, ``X`` of shape ``(n_samples, n_features)``, dense or
+    SciPy sparse (kept sparse: the first layer multiplies the CSR rows); uint8 is read as 0..255
+    intensities and scaled to 0..1. Targets are integer class ids (one-hot rows accepted) for
+    softmax, 0/1 rows for logistic, numbers for identity and exp. Weights are ``(out, in)`` like
+    the tutorial's.
     """
 
     def __init__(
@@ -126,8 +140,10 @@ class MLP:
         dtype: str | np.dtype = "float32",
         seed: int | None = None,
         init: str = "tutorial",
+        output: str = "softmax",
     ) -> None:
-        self.layer_sizes = check_layer_sizes(layer_sizes)
+        self.output = check_output(output)
+        self.layer_sizes = check_layer_sizes(layer_sizes, min_outputs=2 if output == "softmax" else 1)
         self.activation = check_activation(activation)
         self.backend = get_backend(backend, dtype)
         params = init_parameters(self.layer_sizes, seed, init)
@@ -139,11 +155,13 @@ class MLP:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.layer_sizes, self.activation = tuple(state["layer_sizes"]), state["activation"]
+        self.output = state.get("output", "softmax")
         self.backend = get_backend(state["backend"], state["dtype"])
         self.layers = [(self.backend.asparameter(W), self.backend.asparameter(b)) for W, b in state["params"]]
 
     def __repr__(self) -> str:
-        return f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, backend={self.backend.name!r}, dtype={self.dtype.name!r})"
+        out = "" if self.output == "softmax" else f", output={self.output!r}"
+        return f"MLP({list(self.layer_sizes)}, activation={self.activation!r}, backend={self.backend.name!r}, dtype={self.dtype.name!r}{out})"
 
     @property
     def dtype(self) -> np.dtype:
@@ -156,6 +174,8 @@ class MLP:
     @property
     def n_classes(self) -> int:
         return self.layer_sizes[-1]
+
+    n_outputs = n_classes
 
     # -- parameters -------------------------------------------------------------------
     def get_parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -179,7 +199,7 @@ class MLP:
     # -- saving -----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The architecture, as stored in checkpoints."""
-        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation, "dtype": self.dtype.name}
+        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation, "dtype": self.dtype.name, "output": self.output}
 
     def parameter_arrays(self) -> dict[str, np.ndarray]:
         """``{"W1": ..., "b1": ..., ...}`` as NumPy arrays."""
@@ -194,13 +214,14 @@ class MLP:
         They are converted to this network's dtype (a float32 checkpoint loads into the float64-only
         python backend), with a warning when that loses precision.
         """
-        keys = ("layer_sizes", "activation")
-        mine, theirs = self.describe(), {k: meta.get(k) for k in (*keys, "dtype")}
+        keys = ("layer_sizes", "activation", "output")
+        mine = self.describe()
+        theirs = {k: meta.get(k) for k in ("layer_sizes", "activation", "dtype")} | {"output": meta.get("output", "softmax")}
         if [mine[k] for k in keys] != [theirs[k] for k in keys]:
-            raise checkpoint.CheckpointError(
-                f"{source} holds a {theirs['layer_sizes']} {theirs['activation']} network; "
-                f"it cannot load into this {mine['layer_sizes']} {mine['activation']} one"
-            )
+            def words(d: dict[str, Any]) -> str:
+                return f"{d['layer_sizes']} {d['activation']}" + ("" if d["output"] == "softmax" else f" {d['output']}-output")
+
+            raise checkpoint.CheckpointError(f"{source} holds a {words(theirs)} network; it cannot load into this {words(mine)} one")
         if np.dtype(theirs["dtype"] or "float64").itemsize > self.dtype.itemsize:
             warnings.warn(f"{source} holds {theirs['dtype']} parameters; loading them as {self.dtype.name} rounds them", stacklevel=3)
         self.set_parameters([(arrays[f"W{l}"], arrays[f"b{l}"]) for l in range(1, len(self.layers) + 1)])
@@ -214,29 +235,41 @@ class MLP:
         """A network from a file written by :meth:`save` or by a trainer's checkpoint."""
         arrays, meta = checkpoint.load(path)
         try:
-            net = cls(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"])
+            net = cls(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"], output=meta.get("output", "softmax"))
         except KeyError as exc:
             raise checkpoint.CheckpointError(f"{path} lacks the network description ({exc})") from None
         net.load_parameter_arrays(arrays, meta, str(path))
         return net
 
     # -- data -------------------------------------------------------------------------
-    def prepare(self, X: Any, y: Any = None) -> Batch:
-        """Validate host data and move it to the backend once."""
+    def prepare(self, X: Any, y: Any = None, sample_weight: Any = None) -> Batch:
+        """Validate host data and move it to the backend once (sparse inputs stay sparse)."""
+        ops = self.backend
         X = check_X(X, self.n_features)
-        labels = None if y is None else check_labels(y, len(X), self.n_classes)
-        Y = None if labels is None else self.backend.one_hot(labels, self.n_classes)
-        return Batch(self.backend.input_array(X), Y, labels)
+        Xb = ops.sparse_input(X) if is_sparse(X) else ops.input_array(X)
+        n = X.shape[0]
+        if y is None:
+            labels = Y = None
+        elif self.output == "softmax":
+            labels = check_labels(y, n, self.n_classes)
+            Y = ops.one_hot(labels, self.n_classes)
+        else:
+            labels = check_targets(y, n, self.n_outputs, self.output)
+            Y = ops.asarray(labels)
+        weights = None if sample_weight is None else ops.asarray(check_sample_weight(sample_weight, n).reshape(-1, 1))
+        return Batch(Xb, Y, labels, weights)
 
     # -- backend-level steps (data already prepared) -------------------------------------
-    def loss_and_gradients(self, X: Any, Y: Any, rows: np.ndarray | None = None) -> tuple[Any, Layers, Any]:
+    def loss_and_gradients(self, X: Any, Y: Any, rows: np.ndarray | None = None, weights: Any = None) -> tuple[Any, Layers, Any]:
         """``(loss, grads, logits)`` for prepared data (the rows ``rows`` of it if given).
 
         The backend's fused op runs the whole batch where it has one; otherwise the generic
         forward/backward does. The loss stays a backend scalar. A fused op may reuse its output
         buffers on the next call: consume (or copy) the results first.
         """
-        return self.backend.loss_and_gradients(self.layers, X, Y, self.activation, rows, generic_loss_and_gradients)
+        return self.backend.loss_and_gradients(
+            self.layers, X, Y, self.activation, rows, generic_loss_and_gradients, output=self.output, weights=weights
+        )
 
     def train_step(self, X: Any, Y: Any, lr: float, rows: np.ndarray | None = None) -> tuple[Any, Any]:
         """One gradient-descent step on prepared data; returns the loss and logits before it."""
@@ -248,23 +281,46 @@ class MLP:
         """Output logits ``Zᴸ`` for prepared (backend) inputs."""
         return forward(self.backend, self.layers, X, self.activation)[1]
 
+    def batch_loss(self, Z: Any, Y: Any) -> Any:
+        """The mean loss of logits ``Z`` against prepared targets ``Y`` (a backend scalar)."""
+        if self.output == "softmax":
+            return self.backend.cross_entropy(Z, Y)
+        return self.backend.output_loss(Z, Y, self.output)[0]
+
+    def count_correct(self, Z: Any, labels: np.ndarray) -> float:
+        """How many samples the logits ``Z`` classify right: the class id (softmax), or every
+        output's 0/1 (logistic). NaN for the regression outputs, which have no classes."""
+        ops = self.backend
+        if self.output == "softmax":
+            return int(np.sum(ops.argmax_rows(Z) == labels))
+        if self.output == "logistic":
+            return int(np.sum(np.all((ops.to_numpy(Z) > 0) == (labels > 0.5), axis=1)))
+        return math.nan
+
     # -- host-level API -------------------------------------------------------------------
     def forward(self, X: Any) -> np.ndarray:
-        """Class probabilities, ``(n_samples, n_classes)``."""
+        """The output layer's values, ``(n_samples, n_outputs)``: class probabilities for softmax
+        and logistic outputs, predictions for identity and exp."""
         ops = self.backend
-        return ops.to_numpy(ops.softmax(self.logits(self.prepare(X).X)))
+        return ops.to_numpy(ops.output(self.logits(self.prepare(X).X), self.output))
 
     predict_proba = forward
 
     def predict(self, X: Any) -> np.ndarray:
-        """The most probable class id of each sample."""
-        return self.backend.argmax_rows(self.logits(self.prepare(X).X))
+        """The most probable class id of each sample (softmax); each output's 0/1 (logistic);
+        the predictions (identity, exp)."""
+        ops = self.backend
+        Z = self.logits(self.prepare(X).X)
+        if self.output == "softmax":
+            return ops.argmax_rows(Z)
+        if self.output == "logistic":
+            return (ops.to_numpy(Z) > 0).astype(np.intp)
+        return ops.to_numpy(ops.output(Z, self.output))
 
     def loss(self, X: Any, y: Any) -> float:
-        """Mean cross-entropy of the current parameters on ``(X, y)``."""
-        ops = self.backend
+        """Mean loss of the current parameters on ``(X, y)``."""
         batch = self.prepare(X, y)
-        return ops.to_float(ops.cross_entropy(self.logits(batch.X), batch.Y))
+        return self.backend.to_float(self.batch_loss(self.logits(batch.X), batch.Y))
 
     def gradients(self, X: Any, y: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(dW¹, db¹), ...]`` of the mean loss, as NumPy arrays."""
@@ -279,6 +335,6 @@ class MLP:
         return self.backend.to_float(loss)
 
     def accuracy(self, X: Any, y: Any) -> float:
-        """Fraction of samples whose predicted class equals ``y``."""
+        """Fraction of samples classified right (see :meth:`count_correct`; NaN for regression)."""
         batch = self.prepare(X, y)
-        return float(np.mean(self.backend.argmax_rows(self.logits(batch.X)) == batch.labels))
+        return self.count_correct(self.logits(batch.X), batch.labels) / len(batch.labels)

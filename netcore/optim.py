@@ -84,8 +84,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.1, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def config(self) -> dict[str, Any]:
@@ -156,3 +156,22 @@ class StepLR:
         if self.drop_at is not None and iteration > self.drop_at:
             return self.lr * self.factor
         return self.lr
+
+
+@dataclass(frozen=True)
+class InvScalingLR:
+    """scikit-learn's ``learning_rate="invscaling"``: ``lr / (t + 1) ** power_t``, with ``t`` the
+    samples seen before the epoch, counted from ``t0`` at epoch ``start`` with ``samples`` per
+    epoch. An optimizer's first epoch (``first``) runs at ``lr`` itself, as scikit-learn's does."""
+
+    lr: float
+    power_t: float
+    samples: int
+    t0: int = 0
+    start: int = 0
+    first: int = 0
+
+    def __call__(self, epoch: int) -> float:
+        if epoch == self.first:
+            return self.lr
+        return self.lr / (self.t0 + (epoch - self.start) * self.samples + 1) ** self.power_t

@@ -109,11 +109,10 @@ class LocalGradients:
         self.n_samples = len(data.labels)
 
     def count_correct(self, logits: Any, rows: np.ndarray | None) -> int:
-        labels = self.data.labels if rows is None else self.data.labels[rows]
-        return int(np.sum(self.net.backend.argmax_rows(logits) == labels))
+        return self.net.count_correct(logits, self.data.labels if rows is None else self.data.labels[rows])
 
     def step(self, rows: np.ndarray | None) -> StepResult:
-        loss, grads, Z = self.net.loss_and_gradients(self.data.X, self.data.Y, rows)
+        loss, grads, Z = self.net.loss_and_gradients(self.data.X, self.data.Y, rows, self.data.weights)
         return StepResult(self.net.backend.to_float(loss), grads, self.count_correct(Z, rows), Z)
 
 
@@ -189,15 +188,17 @@ class Trainer:
         epochs: int,
         validation_data: tuple[Any, Any] | None = None,
         callbacks: Sequence[Any] = (),
+        sample_weight: Any = None,
     ) -> History:
         """Train on ``(X, y)`` until ``epochs`` epochs are done in all; returns the history.
 
         ``epochs`` counts every epoch this trainer has run, as Keras' ``epochs`` with
         ``initial_epoch``: a trainer restored from a checkpoint at epoch 6 and asked for 10 runs 4
         more, and a second ``fit(..., epochs=10)`` after a first one runs none, with a warning
-        saying so (ask for ``trainer.epoch + k`` to train ``k`` more).
+        saying so (ask for ``trainer.epoch + k`` to train ``k`` more). ``sample_weight``:
+        per-sample weights of the loss (each batch's loss is their weighted mean).
         """
-        return self.fit_source(LocalGradients(self.net, self.net.prepare(X, y)), epochs, validation_data, callbacks)
+        return self.fit_source(LocalGradients(self.net, self.net.prepare(X, y, sample_weight)), epochs, validation_data, callbacks)
 
     def fit_source(
         self,
@@ -356,9 +357,9 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------
     def _evaluate(self, data: Batch) -> tuple[float, float]:
-        ops = self.net.backend
-        Z = self.net.logits(data.X)
-        return ops.to_float(ops.cross_entropy(Z, data.Y)), float(np.mean(ops.argmax_rows(Z) == data.labels))
+        net = self.net
+        Z = net.logits(data.X)
+        return net.backend.to_float(net.batch_loss(Z, data.Y)), net.count_correct(Z, data.labels) / len(data.labels)
 
     def evaluate(self, X: Any, y: Any) -> dict[str, float]:
         """Mean cross-entropy and accuracy of the current parameters on ``(X, y)``."""
@@ -435,7 +436,7 @@ class Trainer:
     def load(cls, path: str, backend: Any = None, schedule: Callable[[int], float] | None = None) -> Trainer:
         """A trainer (and its network) rebuilt from a checkpoint, ready to ``fit`` on."""
         _, meta = checkpoint.load(path)
-        net = MLP(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"])
+        net = MLP(meta["layer_sizes"], meta["activation"], backend=backend, dtype=meta["dtype"], output=meta.get("output", "softmax"))
         return cls(net, meta["optimizer"], schedule=schedule).restore(path)
 
 
