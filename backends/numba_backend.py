@@ -76,6 +76,13 @@ class NumbaBackend(Backend):
         return self._fused
 
     @property
+    def isa(self):
+        """The vector instruction set the fused kernels are compiled for (:mod:`backends.numba_isa`)."""
+        from .numba_isa import target_isa
+
+        return target_isa()
+
+    @property
     def layout(self):
         """The fused pass's memory layout module (flat parameters, cache-line buffers)."""
         from . import numba_layout
@@ -85,10 +92,14 @@ class NumbaBackend(Backend):
     def describe(self) -> dict[str, str]:
         import numba
 
+        from .numba_threads import blas_spin_state
+
         return {
             "numba": numba.__version__,
             "threads": f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})",
             "threading layer": numba.config.THREADING_LAYER,
+            "vector ISA": f"{self.isa.name} ({self.isa.vector_bytes}-byte vectors, {self.isa.registers} registers)",
+            "BLAS threads": blas_spin_state(),
         }
 
     def _kind(self, kind: str) -> int:
@@ -152,6 +163,9 @@ class NumbaBackend(Backend):
         """
         import numba
 
+        from .numba_threads import short_blas_spin
+
+        short_blas_spin()  # once: a spinning BLAS pool would take a core from every step
         f, lay = self.f, self.layout
         sizes = (layers[0][0].shape[1], *(W.shape[0] for W, _ in layers))
         rows = np.arange(len(X)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
@@ -176,9 +190,9 @@ class NumbaBackend(Backend):
         loss = self._first_call_notice(
             X.dtype,
             f.loss_and_gradients,
-            _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
+            self.isa, _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
             np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
-            self._kind(activation), self.dtype == np.float32, chunk, *scratch, buffers["grad"], ZT,
+            self._kind(activation), self.dtype == np.float32, chunk, lay.stride(chunk), *scratch, buffers["grad"], ZT,
         )
         grads = flat.unpack(buffers["grad"], layers)
         return loss, grads, ZT.T  # (n, k), a transposed view
