@@ -26,6 +26,7 @@ from numba.core import types
 from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
 from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
+from .numba_simd import runtime
 from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
@@ -46,7 +47,10 @@ def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, 
     Compiled once per argument types (or loaded from Numba's cache) by :func:`compiled`.
     """
     args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
-    entry, thread_pass = compiled(tuple(typeof(a) for a in args))
+    # the activation and the fast-math switch as compile-time constants: a run compiles the
+    # code of its own activation only (all three cost 3 s more of compiling)
+    arg_types = tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args))
+    entry, thread_pass = compiled(arg_types)
     return entry(thread_pass, *args)
 
 
@@ -150,7 +154,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     return loss
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
@@ -172,7 +176,7 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         W = _rows(params, w_off[l] - skip, sizes[l + 1], sizes[l])
         b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
         HT = _rows(act, a_off[l], sizes[l + 1], stride)
-        rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], 0, cols, sizes[l], True)
+        rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], runtime(0), cols, sizes[l], runtime(True))
         _bias_activation(HT, b, nr, kind, fast, l < L - 1)
     # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out as
     # means and the threads' sums need no final scaling
@@ -208,11 +212,11 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         h, d = sizes[l + 1], sizes[l]
         dZT = _rows(dz[(L - 1 - l) % 2], 0, h, stride)
         AT = _rows(act, a_off[l - 1], d, stride)
-        dot(isa, _rows(g, w_off[l], h, d), dZT, AT, h, d, nr, False)
+        dot(isa, _rows(g, w_off[l], h, d), dZT, AT, h, d, nr, runtime(False))
         _add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
         W = _rows(params, w_off[l] - skip, h, d)
         below = _rows(dz[(L - l) % 2], 0, d, stride)
-        rank1(isa, below, W.T, dZT, d, 0, cols, h, True)
+        rank1(isa, below, W.T, dZT, d, runtime(0), cols, h, runtime(True))
         for j in range(d):
             out, a = below[j], AT[j]
             for s in range(nr):

@@ -226,6 +226,18 @@ def dot_tile(typingctx, isa, C, ci, cj, A, ai, B, bj, n_vectors, assign, rows, c
 
 
 @intrinsic
+def runtime(typingctx, x):
+    """``x`` as a value, not a constant: a literal argument (``True``, ``0``) would have Numba
+    compile the called function once more, specialised on it."""
+    sig = types.unliteral(x)(x)
+
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], sig.args[0], sig.return_type)
+
+    return sig, codegen
+
+
+@intrinsic
 def tile_shape(typingctx, isa, array):
     """``(rank1 rows, rank1 vectors, tall rows, dot rows, dot cols, lanes)`` for ``array``'s
     dtype: constants the drivers step by (folded by LLVM)."""

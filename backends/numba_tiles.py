@@ -20,7 +20,7 @@ from numba import njit
 
 from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
-from .numba_simd import dot_tile, rank1_tile, tile_shape
+from .numba_simd import dot_tile, rank1_tile, runtime, tile_shape
 
 # Rows of X prefetched ahead of the conversion: far enough to cover memory's latency, near
 # enough not to evict what the conversion writes (on AMD cores the hint fills L1 too).
@@ -47,7 +47,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
         x, out = X[rows[r]], xc[r]
         for i in range(d):
             out[i] = x[i] * scale
-    rank1(isa, Z, xc, WT, nr, 0, WT.shape[1], d, True)
+    rank1(isa, Z, xc, WT, nr, runtime(0), WT.shape[1], d, runtime(True))
 
 
 @njit(inline="always", **OPTS)
@@ -62,7 +62,7 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     step = NR * W
     parts = -(-d // step)
     per_part = -(-upcoming.shape[0] // parts)
-    j, p = 0, 0
+    j, p = runtime(0), 0
     while j < d:
         rank1(isa, G, dZT, xc, h, j, min(d, j + step), nr, assign)
         for r in range(p * per_part, min(upcoming.shape[0], (p + 1) * per_part)):
@@ -71,7 +71,7 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
         p += 1
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign):
     """``C[:n_rows, j0:n_cols] (+)= A[:n_rows, :K] @ B[:K, j0:n_cols]``.
 
@@ -121,7 +121,7 @@ def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign):
                 C[o, jj] = acc if assign else C[o, jj] + acc
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def dot(isa, C, A, B, n_a, n_b, K, assign):
     """``C[i, j] (+)= A[i, :K] . B[j, :K]`` for ``i < n_a, j < n_b``."""
     _, _, _, MR, NR, W = tile_shape(isa, A)
