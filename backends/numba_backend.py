@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, activation_code
+from .base import Backend, activation_code, check_dtype
 
 log = logging.getLogger("netcore")
 
@@ -49,6 +49,43 @@ class NumbaBackend(Backend):
         if importlib.util.find_spec("numba") is None:
             return "Numba is not installed; install it with: pip install numba"
         return None
+
+    #: Seconds a cold compile of the fused kernels takes (one dtype and input type; measured on
+    #: the machine in README's Speed section), and how much faster than NumPy the fused pass
+    #: runs once compiled: what :meth:`pays_for` weighs.
+    COLD_COMPILE_S = 13.0
+    NUMPY_GFLOPS = 50.0
+    SPEEDUP = 5.0
+
+    @classmethod
+    def kernels_cached(cls, dtype: Any) -> bool:
+        """Whether the fused kernels for ``dtype`` compute are in Numba's on-disk cache for the CPU
+        this process compiles for (so a run loads them in well under a second)."""
+        from . import numba_fused
+
+        import numba
+
+        wanted = numba.from_dtype(check_dtype(dtype))
+        dispatcher = numba_fused._thread_pass
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+        try:
+            index = dispatcher._cache._cache_file._load_index()  # {(signature, target, source hash): file}
+        except (OSError, EOFError, ValueError):
+            return False
+        return any(key[1] == magic and getattr(key[0][-2], "dtype", None) == wanted for key in index)  # [-2]: the gradient
+
+    @classmethod
+    def pays_for(cls, work: float, dtype: Any) -> tuple[bool, str]:
+        """Whether a run of ``work`` floating-point operations finishes sooner here than on NumPy,
+        counting a cold compile if the kernels are not cached; and why, in words."""
+        if cls.kernels_cached(dtype):
+            return True, "its kernels are cached"
+        numpy_s = work / (cls.NUMPY_GFLOPS * 1e9)
+        numba_s = cls.COLD_COMPILE_S + numpy_s / cls.SPEEDUP
+        if numba_s < numpy_s:
+            return True, f"a run of {work / 1e9:.3g} GFLOP pays for compiling its kernels (about {cls.COLD_COMPILE_S:.0f} s)"
+        return False, (f"its kernels are not compiled yet: about {cls.COLD_COMPILE_S:.0f} s, against about {numpy_s:.2g} s "
+                       f"for this run's {work / 1e9:.3g} GFLOP on numpy")
 
     def __init__(self, dtype: Any = "float64") -> None:
         super().__init__(dtype)
