@@ -7,7 +7,9 @@ Which backend runs, first rule that applies:
    tasks each see their own);
 3. the ``NETCORE_BACKEND`` environment variable, read when a backend is asked for (an
    empty value counts as unset);
-4. ``auto``: CuPy if a CUDA device answers, else Numba if importable, else NumPy.
+4. ``auto``: CuPy if a CUDA device answers, else Numba if importable, else NumPy. Given the
+   run's size (``work``, its floating-point operations), Numba only where it pays: with its
+   kernels not yet compiled, a run that NumPy finishes sooner than the compile runs on NumPy.
 
 An explicit choice that cannot run raises :class:`BackendUnavailableError`; only ``auto``
 falls back, and it logs what it picked and why.
@@ -99,19 +101,31 @@ def available() -> dict[str, Availability]:
     return {name: Availability(name, (r := _reason(name)) is None, r or "") for name in BACKENDS}
 
 
-def _auto() -> Selection:
+def _auto(work: float | None, dtype: str) -> Selection:
     skipped = []
     for name in AUTO_ORDER:
         reason = _reason(name)
-        if reason is None:
-            why = "auto: " + ("; ".join(skipped) + "; " if skipped else "") + f"picked {name}"
-            return Selection(name, why)
-        skipped.append(f"{name} unavailable ({reason.split(';')[0]})")
+        if reason is not None:
+            skipped.append(f"{name} unavailable ({reason.split(';')[0]})")
+            continue
+        if name == "numba" and work is not None:  # the one backend with a compile to pay for
+            pays, why = _class(name).pays_for(work, dtype)
+            if not pays:
+                skipped.append(f"numba not worth it ({why})")
+                continue
+            skipped.append(f"numba: {why}")
+        why = "auto: " + ("; ".join(skipped) + "; " if skipped else "") + f"picked {name}"
+        return Selection(name, why)
     raise AssertionError("the numpy backend is always available")
 
 
-def resolve(name: str | None = None) -> Selection:
-    """Which backend ``get_backend(name)`` would return, and which rule chose it."""
+def resolve(name: str | None = None, *, work: float | None = None, dtype: Any = None) -> Selection:
+    """Which backend ``get_backend(name)`` would return, and which rule chose it.
+
+    ``work``: the floating-point operations of the run the backend is for (e.g. epochs x the
+    epoch's FLOPs), if known; ``auto`` then picks Numba only where it pays for its compile. The
+    choice depends only on the arguments and on whether the kernels are compiled on disk.
+    """
     if name is not None:
         choice, why = _check_name(name), f"argument {name!r}"
     elif (ctx := _selected.get()) is not None:
@@ -123,7 +137,7 @@ def resolve(name: str | None = None) -> Selection:
     else:
         choice, why = "auto", f"{ENV_VAR} unset"
     if choice == "auto":
-        picked = _auto()
+        picked = _auto(work, check_dtype("float64" if dtype is None else dtype).name)
         return Selection(picked.name, f"{why}; {picked.why}")
     return Selection(choice, why)
 
@@ -133,18 +147,19 @@ def _instance(name: str, dtype: str) -> Backend:
     return _class(name)(dtype)
 
 
-def get_backend(name: str | Backend | None = None, dtype: Any = None) -> Backend:
+def get_backend(name: str | Backend | None = None, dtype: Any = None, *, work: float | None = None) -> Backend:
     """The backend to compute with, bound to ``dtype`` (float64 if not given).
 
     ``name`` may be a backend name, ``"auto"``, a Backend instance, or None to follow
-    ``use()`` blocks, then ``NETCORE_BACKEND``, then ``auto``.
+    ``use()`` blocks, then ``NETCORE_BACKEND``, then ``auto``. ``work`` (the run's
+    floating-point operations, if known) lets ``auto`` skip a compile that would not pay.
     """
     if isinstance(name, Backend):
         return name if dtype is None or check_dtype(dtype) == name.dtype else _instance(name.name, check_dtype(dtype).name)
     if name is None and isinstance(ctx := _selected.get(), Backend):
         return get_backend(ctx, dtype)
     dt = check_dtype("float64" if dtype is None else dtype).name
-    selection = resolve(name)
+    selection = resolve(name, work=work, dtype=dt)
     reason = _reason(selection.name)
     if reason is not None:
         raise BackendUnavailableError(f"backend {selection.name!r} ({selection.why}) cannot run here: {reason}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import IDENTITY, Backend, activation_code, is_sparse
+from .base import IDENTITY, Backend, activation_code, check_dtype, is_sparse
 
 log = logging.getLogger("netcore")
 
@@ -50,6 +50,43 @@ class NumbaBackend(Backend):
             return "Numba is not installed; install it with: pip install numba"
         return None
 
+    #: Seconds a cold compile of the fused kernels takes (one dtype and input type; measured on
+    #: the machine in README's Speed section), and how much faster than NumPy the fused pass
+    #: runs once compiled: what :meth:`pays_for` weighs.
+    COLD_COMPILE_S = 13.0
+    NUMPY_GFLOPS = 50.0
+    SPEEDUP = 5.0
+
+    @classmethod
+    def kernels_cached(cls, dtype: Any) -> bool:
+        """Whether the fused kernels for ``dtype`` compute are in Numba's on-disk cache for the CPU
+        this process compiles for (so a run loads them in well under a second)."""
+        from . import numba_fused
+
+        import numba
+
+        wanted = numba.from_dtype(check_dtype(dtype))
+        dispatcher = numba_fused._thread_pass
+        magic = dispatcher.targetctx.codegen().magic_tuple()
+        try:
+            index = dispatcher._cache._cache_file._load_index()  # {(signature, target, source hash): file}
+        except (OSError, EOFError, ValueError):
+            return False
+        return any(key[1] == magic and getattr(key[0][-2], "dtype", None) == wanted for key in index)  # [-2]: the gradient
+
+    @classmethod
+    def pays_for(cls, work: float, dtype: Any) -> tuple[bool, str]:
+        """Whether a run of ``work`` floating-point operations finishes sooner here than on NumPy,
+        counting a cold compile if the kernels are not cached; and why, in words."""
+        if cls.kernels_cached(dtype):
+            return True, "its kernels are cached"
+        numpy_s = work / (cls.NUMPY_GFLOPS * 1e9)
+        numba_s = cls.COLD_COMPILE_S + numpy_s / cls.SPEEDUP
+        if numba_s < numpy_s:
+            return True, f"a run of {work / 1e9:.3g} GFLOP pays for compiling its kernels (about {cls.COLD_COMPILE_S:.0f} s)"
+        return False, (f"its kernels are not compiled yet: about {cls.COLD_COMPILE_S:.0f} s, against about {numpy_s:.2g} s "
+                       f"for this run's {work / 1e9:.3g} GFLOP on numpy")
+
     def __init__(self, dtype: Any = "float64") -> None:
         super().__init__(dtype)
         self._kernels = None
@@ -76,6 +113,13 @@ class NumbaBackend(Backend):
         return self._fused
 
     @property
+    def isa(self):
+        """The vector instruction set the fused kernels are compiled for (:mod:`backends.numba_isa`)."""
+        from .numba_isa import target_isa
+
+        return target_isa()
+
+    @property
     def layout(self):
         """The fused pass's memory layout module (flat parameters, cache-line buffers)."""
         from . import numba_layout
@@ -85,10 +129,14 @@ class NumbaBackend(Backend):
     def describe(self) -> dict[str, str]:
         import numba
 
+        from .numba_threads import blas_spin_state
+
         return {
             "numba": numba.__version__,
             "threads": f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})",
             "threading layer": numba.config.THREADING_LAYER,
+            "vector ISA": f"{self.isa.name} ({self.isa.vector_bytes}-byte vectors, {self.isa.registers} registers)",
+            "BLAS threads": blas_spin_state(),
         }
 
     def _kind(self, kind: str) -> int:
@@ -161,6 +209,9 @@ class NumbaBackend(Backend):
             return super().loss_and_gradients(layers, X, Y, activation, rows, generic, output, weights)
         import numba
 
+        from .numba_threads import short_blas_spin
+
+        short_blas_spin()  # once: a spinning BLAS pool would take a core from every step
         f, lay = self.f, self.layout
         sizes = (layers[0][0].shape[1], *(W.shape[0] for W, _ in layers))
         rows = np.arange(len(X)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
@@ -185,9 +236,9 @@ class NumbaBackend(Backend):
         loss = self._first_call_notice(
             X.dtype,
             f.loss_and_gradients,
-            _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
+            self.isa, _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
             np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
-            self._kind(activation), self.dtype == np.float32, chunk, *scratch, buffers["grad"], ZT,
+            self._kind(activation), self.dtype == np.float32, chunk, lay.stride(chunk), *scratch, buffers["grad"], ZT,
         )
         grads = flat.unpack(buffers["grad"], layers)
         return loss, grads, ZT.T  # (n, k), a transposed view

@@ -9,74 +9,101 @@ are added in at the end, in parallel.
 X is ``(n, d)`` row-major (uint8, float32 or float64). The first layer's weights are read where
 the network keeps them (on a cache line: ``NumbaBackend.asparameter``); the other parameters
 travel as one flat vector and the gradient comes back as one (:mod:`backends.numba_layout`).
-The first layer's forward reads each chunk's rows where they lie in X, prefetching a few ahead,
-and converts them to floats once (uint8 scaled by 1/255 on the way) for the weight gradient to
-reuse, so a shuffled mini-batch needs no copy of X. Within a chunk the inputs are sample-major
-(rows of 784 pixels, for the first layer's products, :mod:`backends.numba_tiles`) and
-everything after them feature-major (``(width, chunk)``), so the small layers, the activations
-and the softmax are loops along the samples.
+The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
+needs no copy of X, and converts them to floats once for the weight gradient to reuse. Within a
+chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
+``(width, stride)`` with the samples along the rows, so the small layers, the activations and
+the softmax run along the samples. The products are register tiles sized for the CPU
+(:mod:`backends.numba_tiles`, :mod:`backends.numba_isa`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, typeof
+from numba.core import types
 
 from .numba_intrinsics import OPTS, activate, exp_neg
-from .numba_kernels import like
-from .numba_layout import CACHE_LINE
-from .numba_tiles import add_row_sums, backprop_T, dense_T, dots_T, grad_rows, linear_rows
+from .numba_kernels import _dg, like
+from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
+from .numba_simd import runtime
+from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
-@njit(parallel=True, **OPTS)
-def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, XC, G, ACT, DZ, SM, grad, logitsT):
+def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
-    The batch is ``X[rows]`` (gathered chunk by chunk, so a shuffled mini-batch needs no copy);
-    ``sizes`` is ``[d, h1, ..., k]``, ``w_off, b_off`` the flat layout's offsets
-    (:class:`~backends.numba_layout.FlatLayout`); hidden layers use activation ``kind``;
-    ``fast`` selects the vectorisable float32 tanh and exp. ``W1`` is the first layer's weights,
-    read in place; ``params`` the rest, flat (``b¹ W² b² ...``). ``XC, G, ACT, DZ, SM`` come
-    from :func:`~backends.numba_layout.workspace`; the gradient goes to ``grad`` and the logits
-    to ``logitsT`` (``(k, n)``, class-major like everything after the first layer, so its writes
-    run along the samples): buffers the caller reuses, so a mini-batch step allocates nothing of
-    the size of the parameters or the batch.
+    The batch is ``X[rows]`` (gathered chunk by chunk); ``sizes`` is ``[d, h1, ..., k]``,
+    ``w_off, b_off`` the flat layout's offsets (:class:`~backends.numba_layout.FlatLayout`);
+    hidden layers use activation ``kind``; ``fast`` selects the vectorisable float32 tanh and
+    exp. ``W1`` is the first layer's weights (copied transposed into ``WT`` first); ``params``
+    the rest, flat (``b¹ W² b² ...``). ``WT, XC, ZS, G, ACT, DZ, SM`` come from
+    :func:`~backends.numba_layout.workspace` for ``chunk`` samples a chunk and feature-major
+    rows of ``stride``; the gradient goes to ``grad`` and the logits to ``logitsT`` (``(k, n)``,
+    class-major, so its writes run along the samples): buffers the caller reuses, so a
+    mini-batch step allocates nothing of the size of the parameters or the batch.
+
+    Compiled once per argument types (or loaded from Numba's cache) by :func:`compiled`.
     """
+    args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
+    # the activation and the fast-math switch as compile-time constants: a run compiles the
+    # code of its own activation only (all three cost 3 s more of compiling)
+    arg_types = tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args))
+    entry, thread_pass = compiled(arg_types)
+    return entry(thread_pass, *args)
+
+
+class _CompiledPass:
+    """:func:`_thread_pass` compiled for one signature, handed to the parallel loop as a function
+    pointer (Numba's wrapper-address protocol) rather than compiled into it: a parallel
+    function that calls a large one links and optimises all of it again, which took 10 of the
+    20 seconds of a cold compile."""
+
+    def __init__(self, signature) -> None:
+        _thread_pass.compile(signature.args)
+        result = _thread_pass.get_compile_result(signature)
+        self._address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+        self._signature = signature
+
+    def __wrapper_address__(self) -> int:
+        return self._address
+
+    def signature(self):
+        return self._signature
+
+
+_COMPILED: dict = {}
+
+
+def compiled(arg_types: tuple) -> tuple:
+    """``(entry point of the parallel pass, per-thread pass)`` for these argument types."""
+    if arg_types not in _COMPILED:
+        pass_signature = types.float64(arg_types[0], types.int64, types.int64, *arg_types[1:])
+        thread_pass = _CompiledPass(pass_signature)
+        signature = (types.FunctionType(pass_signature), *arg_types)
+        _parallel_pass.compile(signature)
+        _COMPILED[arg_types] = (_parallel_pass.overloads[signature].entry_point, thread_pass)
+    return _COMPILED[arg_types]
+
+
+@njit(parallel=True, **OPTS)
+def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+    """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed."""
     n = rows.shape[0]
     L = len(sizes) - 1
-    h1 = sizes[1]
+    d, h1 = sizes[0], sizes[1]
     n_params = b_off[L - 1] + sizes[L]
-    a_off = np.zeros(L + 1, np.int64)  # each layer's output in a chunk's activation buffer
-    for l in range(L):
-        a_off[l + 1] = a_off[l] + chunk * sizes[l + 1]
-    skip = sizes[0] * sizes[1]  # params starts after W¹
-    b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0] + 1, n_chunks)
     losses = np.zeros(threads)
-    inv_n = like(1 / n, grad[0])
-
+    for i in prange(d):  # W¹ transposed: inputs x neurons, for the rank-1 tiles of the forward
+        row = WT[i]
+        for o in range(h1):
+            row[o] = W1[o, i]
     for t in prange(threads):
-        # Thread 0 accumulates straight into grad, the others into their rows of G. W¹'s gradient
-        # (at offset 0) is written by each thread's first chunk; only the rest is zeroed here.
-        xc, act, dz = XC[t], ACT[t], DZ[t]
-        g = grad if t == 0 else G[t - 1]
-        g[skip:n_params] = 0
-        loss = 0.0  # a local, not losses[t]: threads writing one cache line would fight over it
-        for c in range(t, n_chunks, threads):
-            r0 = c * chunk
-            nr = min(chunk, n - r0)
-            HT = _rows(act, 0, h1, chunk)
-            linear_rows(X, rows[r0:r0 + nr], scale, xc, W1, b1, HT)
-            if L > 1:
-                _activate(HT, nr, kind, fast)
-            loss += _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, chunk, act, dz, SM[t], g, logitsT, inv_n)
-            dZT = _rows(dz[(L - 1) % 2], 0, h1, chunk)
-            grad_rows(dZT, xc, nr, _rows(g, 0, h1, sizes[0]), c == t)  # a thread's first chunk writes W¹'s
-            add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
-        losses[t] = loss
-
+        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                                WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
     # Add the other threads' gradients into grad, each thread taking a slice of the parameters
     # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
     if threads > 1:
@@ -93,7 +120,42 @@ def loss_and_gradients(X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind,
 
 
 @njit(**OPTS)
-def _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, chunk, act, dz, sm, g, logitsT, inv_n):
+def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+    """Thread ``t``'s share: chunks ``t, t + threads, ...``; returns their loss and adds their
+    gradients to ``grad`` (thread 0) or to ``G[t - 1]``. W¹'s gradient (at offset 0) is written
+    by the thread's first chunk; only the rest is zeroed here."""
+    n = rows.shape[0]
+    L = len(sizes) - 1
+    d, h1 = sizes[0], sizes[1]
+    skip = d * h1
+    a_off = np.zeros(L + 1, np.int64)  # each layer's output in the thread's activation buffer
+    for l in range(L):
+        a_off[l + 1] = a_off[l] + stride * sizes[l + 1]
+    inv_n = like(1 / n, grad[0])
+    xc, Z, act, dz, sm = XC[t], ZS[t], ACT[t], DZ[t], SM[t]
+    g = grad if t == 0 else G[t - 1]
+    b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
+    g[skip:b_off[L - 1] + sizes[L]] = 0
+    n_chunks = (n + chunk - 1) // chunk
+    loss = 0.0
+    for c in range(t, n_chunks, threads):
+        r0 = c * chunk
+        nr = min(chunk, n - r0)
+        upcoming = rows[min(n, r0 + threads * chunk):min(n, r0 + threads * chunk + chunk)]
+        first_layer(isa, X, rows[r0:r0 + nr], scale, xc, WT, Z, nr, upcoming)
+        HT = _rows(act, 0, h1, stride)
+        _transpose(Z, nr, HT)
+        _bias_activation(HT, b1, nr, kind, fast, L > 1)
+        loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, sm, g, logitsT, inv_n)
+        dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
+        # a thread's first chunk writes W¹'s gradient, the others add to it
+        weight_gradient(isa, _rows(g, 0, h1, d), dZT, xc, nr, c == t, X, upcoming)
+        _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
+    return loss
+
+
+@njit(**OPTS)
+def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
     loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
@@ -102,23 +164,24 @@ def _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast
     The chunk is samples ``r0 .. r0+nr`` of the batch, ``rows`` the batch's rows of X and Y;
     ``w_off, b_off`` are each layer's W and b in the flat gradient (``params`` holds the same
     minus W¹, which the kernel reads in place); ``act`` holds each layer's output
-    ``(width, chunk)`` at ``a_off``, ``dz`` two dZ buffers that ping-pong down the layers, ``sm``
-    per-sample softmax scratch.
+    ``(width, stride)`` at ``a_off``, ``dz`` two dZ buffers that ping-pong down the layers,
+    ``sm`` per-sample softmax scratch. The products run over whole vectors of samples (up to
+    ``stride``): the columns past ``nr`` hold leftovers that no sum reads.
     """
     L = len(sizes) - 1
     k = sizes[L]
     skip = sizes[0] * sizes[1]
+    cols = min(stride, -(-nr // VECTOR_COLUMNS) * VECTOR_COLUMNS)
     for l in range(1, L):
         W = _rows(params, w_off[l] - skip, sizes[l + 1], sizes[l])
         b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
-        HT = _rows(act, a_off[l], sizes[l + 1], chunk)
-        dense_T(W, b, _rows(act, a_off[l - 1], sizes[l], chunk), nr, HT)
-        if l < L - 1:
-            _activate(HT, nr, kind, fast)
+        HT = _rows(act, a_off[l], sizes[l + 1], stride)
+        rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], runtime(0), cols, sizes[l], runtime(True))
+        _bias_activation(HT, b, nr, kind, fast, l < L - 1)
     # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out as
     # means and the threads' sums need no final scaling
-    ZT = _rows(act, a_off[L - 1], k, chunk)
-    dZT = _rows(dz[0], 0, k, chunk)
+    ZT = _rows(act, a_off[L - 1], k, stride)
+    dZT = _rows(dz[0], 0, k, stride)
     top, total = sm[0], sm[1]
     for s in range(nr):
         top[s] = ZT[0, s]
@@ -147,20 +210,51 @@ def _above_first(rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast
     # backward: dZ ping-pongs between dz[0] and dz[1]
     for l in range(L - 1, 0, -1):
         h, d = sizes[l + 1], sizes[l]
-        dZT = _rows(dz[(L - 1 - l) % 2], 0, h, chunk)
-        dots_T(dZT, _rows(act, a_off[l - 1], d, chunk), nr, _rows(g, w_off[l], h, d))
-        add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
+        dZT = _rows(dz[(L - 1 - l) % 2], 0, h, stride)
+        AT = _rows(act, a_off[l - 1], d, stride)
+        dot(isa, _rows(g, w_off[l], h, d), dZT, AT, h, d, nr, runtime(False))
+        _add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
         W = _rows(params, w_off[l] - skip, h, d)
-        backprop_T(W, dZT, _rows(act, a_off[l - 1], d, chunk), nr, kind, _rows(dz[(L - l) % 2], 0, d, chunk))
+        below = _rows(dz[(L - l) % 2], 0, d, stride)
+        rank1(isa, below, W.T, dZT, d, runtime(0), cols, h, runtime(True))
+        for j in range(d):
+            out, a = below[j], AT[j]
+            for s in range(nr):
+                out[s] *= _dg(a[s], kind)
     return loss
 
 
 @njit(inline="always", **OPTS)
-def _activate(HT, nr, kind, fast):
+def _transpose(Z, nr, HT):
+    """``HT[:, :nr] = Z[:nr, :h].T``: the first layer's product, turned feature-major."""
+    for s in range(nr):
+        z = Z[s]
+        for j in range(HT.shape[0]):
+            HT[j, s] = z[j]
+
+
+@njit(inline="always", **OPTS)
+def _bias_activation(HT, b, nr, kind, fast, hidden):
+    """``HT[:, :nr] = g(HT + b)`` (only ``+ b`` for the output layer)."""
     for j in range(HT.shape[0]):
-        row = HT[j]
+        row, bj = HT[j], b[j]
+        if hidden:
+            for s in range(nr):
+                row[s] = activate(row[s] + bj, kind, fast)
+        else:
+            for s in range(nr):
+                row[s] += bj
+
+
+@njit(inline="always", **OPTS)
+def _add_row_sums(ZT, nr, out):
+    """``out += ZT[:, :nr].sum(axis=1)``: a bias gradient."""
+    for o in range(ZT.shape[0]):
+        z = ZT[o]
+        acc = z[0] - z[0]
         for s in range(nr):
-            row[s] = activate(row[s], kind, fast)
+            acc += z[s]
+        out[o] += acc
 
 
 @njit(inline="always", **OPTS)

@@ -10,18 +10,11 @@ vectorising the loops.
 from __future__ import annotations
 
 import functools
-import os
 import types
 
-# After a parallel loop, libgomp's threads either sleep at once (OMP_WAIT_POLICY=PASSIVE) or spin
-# for GOMP_SPINCOUNT iterations before sleeping (300,000 by default: milliseconds). Sleeping makes
-# the next parallel loop wait for the thread to wake (50 us a call here; a mini-batch epoch took
-# 276 ms instead of 197); a long spin steals the core that BLAS needs for the matrix products in
-# between (22 ms vs 1.4 ms a step on the digits data). A short spin, tens of microseconds, covers
-# the gap between the batches of a training loop and frees the core soon after. Set before the
-# OpenMP runtime loads; a user's setting of either variable wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "3000")
+from .numba_threads import short_openmp_spin
+
+short_openmp_spin()  # before the OpenMP runtime loads
 
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402

@@ -14,6 +14,9 @@ from typing import NamedTuple
 import numpy as np
 
 CACHE_LINE = 64
+#: The feature-major buffers' rows are padded to whole vectors of this many samples (the widest
+#: vector, 64 bytes of float32), so the products along the samples never need a partial vector.
+VECTOR_COLUMNS = 16
 
 
 class FlatLayout(NamedTuple):
@@ -69,15 +72,28 @@ def padded(n, dtype):
     return -(-n // per_line) * per_line
 
 
+def stride(chunk: int) -> int:
+    """Row length of the feature-major buffers for ``chunk`` samples: whole vectors, and a
+    multiple of a cache line for both float types."""
+    return -(-chunk // VECTOR_COLUMNS) * VECTOR_COLUMNS
+
+
 def workspace(threads, sizes, chunk, dtype):
-    """Per-thread scratch for the fused pass, allocated once and reused every call."""
-    widths = sizes[1:]
+    """Scratch for the fused pass, allocated once and reused every call. Zeroed, so the padding
+    that the products run over holds numbers from the start."""
+    d, h1, widths = sizes[0], sizes[1], sizes[1:]
     n_params = FlatLayout.of(sizes).size
+    cs = stride(chunk)
     shapes = (
-        (threads, chunk, padded(sizes[0], dtype)),  # the chunk's inputs as floats, sample-major
+        (d, padded(h1, dtype)),  # W¹ transposed, its rows padded to whole vectors (shared)
+        (threads, chunk, padded(d, dtype)),  # the chunk's inputs as floats, sample-major
+        (threads, chunk, padded(h1, dtype)),  # the first layer's product, sample-major
         (threads - 1, padded(n_params, dtype)),  # gradient accumulators of threads 1.. (0 uses grad)
-        (threads, padded(chunk * sum(widths), dtype)),  # every layer's output, feature-major
-        (threads, 2, padded(chunk * max(widths), dtype)),  # dZ of this layer and the one below
-        (threads, 2, padded(chunk, dtype)),  # per-sample softmax scratch: max and total
+        (threads, cs * sum(widths)),  # every layer's output, feature-major
+        (threads, 2, cs * max(widths)),  # dZ of this layer and the one below
+        (threads, 2, cs),  # per-sample softmax scratch: max and total
     )
-    return tuple(aligned_empty(shape, dtype) for shape in shapes)
+    buffers = tuple(aligned_empty(shape, dtype) for shape in shapes)
+    for buffer in buffers:
+        buffer[...] = 0
+    return buffers

@@ -18,7 +18,21 @@ import pytest
 import backends
 from netcore.datasets import load_idx_folder
 
+from . import machine
+
 TUTORIAL = (784, 16, 16, 10)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Store the machine's description (CPU, LLVM target, vector ISA, BLAS kernel, threads) with
+    the run: figures from different machines must not be compared as if they were one."""
+    machine_info["netcore"] = machine.describe()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_sep("-", "netcore: the machine these figures belong to")
+    for line in machine.summary(machine.describe()):
+        terminalreporter.write_line(line)
 
 
 def pytest_addoption(parser):

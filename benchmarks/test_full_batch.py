@@ -140,6 +140,42 @@ def test_peer_pytorch(benchmark, settings, images):
 
 
 @pytest.mark.benchmark(group=GROUP)
+def test_peer_jax(benchmark, settings, images):
+    """JAX on the CPU: the whole step (forward, cross-entropy, gradient, SGD update) as one
+    ``jit``-compiled function, float32, on the scaled images; its compile is in the warm-up."""
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("JAX is not installed (pip install jax) — the peer is skipped")
+    import jax
+    import jax.numpy as jnp
+
+    X = jnp.asarray(scaled(settings.samples, settings.data, "float32"))
+    Y = jax.nn.one_hot(jnp.asarray(images[1]), 10, dtype=jnp.float32)
+    rng = np.random.default_rng(2)
+    params = [(jnp.asarray(rng.standard_normal((b, a), dtype=np.float32) * 0.1), jnp.zeros(b, jnp.float32))
+              for a, b in zip(TUTORIAL[:-1], TUTORIAL[1:])]
+
+    def loss(params, X, Y):
+        a = X
+        for W, b in params[:-1]:
+            a = jnp.tanh(a @ W.T + b)
+        W, b = params[-1]
+        return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(a @ W.T + b), axis=1))
+
+    @jax.jit
+    def step(params, X, Y):
+        value, grads = jax.value_and_grad(loss)(params, X, Y)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads), value
+
+    def epoch():
+        nonlocal params
+        params, value = step(params, X, Y)
+        return float(value)  # waits for the step
+
+    run(benchmark, epoch, settings, label=f"peer: JAX {jax.__version__} CPU, jit(value_and_grad), float32", backend="jax", dtype="float32",
+        input="float", samples=settings.samples, flop=epoch_flop(TUTORIAL, settings.samples))
+
+
+@pytest.mark.benchmark(group=GROUP)
 def test_peer_sklearn(benchmark, settings, images):
     import warnings
 

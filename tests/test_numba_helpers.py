@@ -1,8 +1,11 @@
 """The small pieces the numba kernels stand on: typed constants, cache-line buffers, the
-serial/parallel twins and the prefetch hint. Each can go wrong silently (a float32 kernel
-computing in float64, a misaligned buffer, a twin that drops writes), so each is pinned here."""
+serial/parallel twins, the register tiles of every instruction-set variant and the choice among
+them. Each can go wrong silently (a float32 kernel computing in float64, a misaligned buffer, a
+twin that drops writes, an edge tile that skips a row), so each is pinned here."""
 
 from __future__ import annotations
+
+import platform
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ pytest.importorskip("numba")
 from numba import njit  # noqa: E402
 
 from backends import numba_intrinsics as intrinsics  # noqa: E402
+from backends import numba_isa as isa  # noqa: E402
 from backends import numba_kernels as kernels  # noqa: E402
 from backends import numba_layout as layout  # noqa: E402
 from backends import numba_tiles as tiles  # noqa: E402
@@ -45,12 +49,14 @@ def test_aligned_buffers_start_on_a_cache_line(shape, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_workspace_rows_are_padded_to_whole_lines(dtype):
     threads, sizes, chunk = 2, (13, 7, 5, 3), 8
-    XC, G, *rest = layout.workspace(threads, sizes, chunk, dtype)
+    WT, XC, ZS, G, *rest = layout.workspace(threads, sizes, chunk, dtype)
+    assert WT.shape == (13, layout.padded(7, dtype)) and (WT == 0).all()  # padding lanes stay 0
     assert G.shape[0] == threads - 1  # thread 0 accumulates in the caller's gradient buffer
-    for buffer in (XC, G, *rest):
+    for buffer in (XC, ZS, G, *rest):
         assert buffer.shape[0] >= threads - 1
         assert buffer.ctypes.data % layout.CACHE_LINE == 0
         assert (buffer[0].nbytes % layout.CACHE_LINE) == 0  # so thread 1's part is aligned too
+    assert layout.stride(chunk) % layout.VECTOR_COLUMNS == 0 and layout.stride(chunk) >= chunk
     assert layout.padded(13, np.float32) == 16 and layout.padded(16, np.float32) == 16 and layout.padded(9, np.float64) == 16
 
 
@@ -89,45 +95,104 @@ def test_the_vectorisable_tanh_and_exp_hold_their_stated_error():
     assert (e >= 0).all()
 
 
-@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (3, 9), (4, 2), (10, 1)])
+@pytest.fixture(params=isa.VARIANTS, ids=[v.name for v in isa.VARIANTS])
+def variant(request):
+    """Every instruction-set variant runs here: LLVM splits vectors wider than the machine's."""
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_rows,n_cols,K", [(8, 48, 29), (31, 37, 5), (1, 1, 1), (27, 16, 784), (13, 112, 3), (6, 100, 0)])
+def test_the_rank1_tiles_multiply_like_numpy(variant, dtype, n_rows, n_cols, K):
+    """``C (+)= A @ B`` in the ISA's tiles, the edge tiles and the columns short of a vector, on
+    shapes that leave every remainder; ``A`` also as a transposed view (the backward pass's
+    ``W.T``). Nothing outside ``C[:n_rows, j0:n_cols]`` is touched."""
+    rng = np.random.default_rng(n_rows * 1000 + n_cols + K)
+    A = rng.standard_normal((n_rows, K)).astype(dtype)
+    At = np.ascontiguousarray(A.T)
+    B = rng.standard_normal((K, n_cols + 3)).astype(dtype)
+    for a, j0 in ((A, 0), (At.T, min(5, n_cols))):
+        C = np.full((n_rows + 2, n_cols + 3), np.nan, dtype)
+        C[:n_rows, j0:n_cols] = 1
+        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, False)
+        expected = 1 + A.astype(np.float64) @ B[:, j0:n_cols]
+        np.testing.assert_allclose(C[:n_rows, j0:n_cols], expected, rtol=1e-4, atol=1e-4)
+        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, True)
+        np.testing.assert_allclose(C[:n_rows, j0:n_cols], expected - 1, rtol=1e-4, atol=1e-4)
+        assert np.isnan(C[n_rows:]).all() and np.isnan(C[:, n_cols:]).all() and np.isnan(C[:, :j0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_a,n_b,K", [(6, 4, 64), (7, 5, 37), (1, 1, 3), (16, 10, 128), (13, 7, 1)])
+def test_the_dot_tiles_multiply_like_numpy(variant, dtype, n_a, n_b, K):
+    """``C (+)= A @ B.T`` along contiguous rows, with horizontal sums and the reduction's tail."""
+    rng = np.random.default_rng(n_a * 100 + n_b + K)
+    A = rng.standard_normal((n_a, K + 5)).astype(dtype)
+    B = rng.standard_normal((n_b, K + 5)).astype(dtype)
+    C = np.full((n_a, n_b), 2, dtype)
+    tiles.dot(variant, C, A, B, n_a, n_b, K, False)
+    expected = A[:, :K].astype(np.float64) @ B[:, :K].T
+    np.testing.assert_allclose(C, 2 + expected, rtol=1e-4, atol=1e-4)
+    tiles.dot(variant, C, A, B, n_a, n_b, K, True)
+    np.testing.assert_allclose(C, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (3, 9), (4, 2), (10, 1), (100, 37)])
 @pytest.mark.parametrize("uint8", [True, False])
-def test_the_first_layer_converts_while_it_multiplies_like_the_two_steps_apart(h, nr, uint8):
-    """The first layer's forward converts the rows (uint8 scaled, or float) while its first
-    tile multiplies them, prefetching rows ahead; the floats it leaves behind (for the weight
-    gradient) and its outputs must be those of a plain gather and product, for any width, any
-    number of rows, and rows taken out of order."""
+def test_the_first_layer_converts_then_multiplies_like_the_two_steps_apart(variant, h, nr, uint8):
+    """The first layer's forward converts the chunk's rows (uint8 scaled, or float, taken out of
+    order, prefetching the next chunk's) and multiplies them by the transposed weights; the
+    floats it leaves behind (for the weight gradient) and its outputs must be those of a plain
+    gather and product, for any width and any number of rows, with nothing written past them."""
     rng = np.random.default_rng(h * 100 + nr)
     d = 37
     X = rng.integers(0, 256, (200, d), dtype=np.uint8) if uint8 else rng.standard_normal((200, d)).astype(np.float32)
     scale = np.float32(1 / 255 if uint8 else 1)
-    rows = rng.permutation(200)[:nr].astype(np.int64)
+    order = rng.permutation(200).astype(np.int64)
+    rows, upcoming = order[:nr], order[nr:nr + 11]
     W = rng.standard_normal((h, d)).astype(np.float32)
-    b = rng.standard_normal(h).astype(np.float32)
+    WT = np.zeros((d, layout.padded(h, np.float32)), np.float32)
+    WT[:, :h] = W.T
     xc = np.full((nr + 3, d + 3), np.nan, np.float32)
-    outT = np.full((h, nr + 5), np.nan, np.float32)
-    tiles.linear_rows(X, rows, scale, xc, W, b, outT)
+    Z = np.full((nr + 5, WT.shape[1]), np.nan, np.float32)
+    tiles.first_layer(variant, X, rows, scale, xc, WT, Z, nr, upcoming)
     expected_x = X[rows].astype(np.float64) * scale
     np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
-    np.testing.assert_allclose(outT[:, :nr], (expected_x @ W.T + b).T, rtol=1e-4, atol=1e-4)
-    assert np.isnan(outT[:, nr:]).all() and np.isnan(xc[nr:]).all()  # nothing written past the batch
+    np.testing.assert_allclose(Z[:nr, :h], expected_x @ W.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(Z[:nr, h:], 0)  # the padding neurons: zero weights
+    assert np.isnan(Z[nr:]).all() and np.isnan(xc[nr:]).all() and np.isnan(xc[:, d:]).all()
 
 
-@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (1, 6), (3, 3), (4, 0), (5, 4)])
-def test_the_weight_gradient_assigns_or_accumulates(h, nr):
-    """With ``assign`` the first layer's weight gradient overwrites whatever G held (its first
-    sweep writes instead of adding, so nobody zeroes G); without, it adds to G."""
+@pytest.mark.parametrize("h,nr", [(16, 128), (7, 13), (1, 6), (3, 3), (5, 4), (100, 9)])
+def test_the_weight_gradient_assigns_or_accumulates(variant, h, nr):
+    """With ``assign`` the first layer's weight gradient overwrites whatever G held (a thread's
+    first chunk writes instead of adding, so nobody zeroes G); without, it adds to G."""
     rng = np.random.default_rng(h * 1000 + nr)
     d = 29
-    X = rng.standard_normal((nr + 2, d + 3)).astype(np.float32)
+    X = rng.integers(0, 256, (40, d), dtype=np.uint8)
+    xc = rng.standard_normal((nr + 2, d + 3)).astype(np.float32)
     dZT = rng.standard_normal((h, nr + 5)).astype(np.float32)
-    expected = dZT[:, :nr].astype(np.float64) @ X[:nr, :d]
+    expected = dZT[:, :nr].astype(np.float64) @ xc[:nr, :d]
     G = np.full((h, d), np.nan, np.float32)
-    tiles.grad_rows(dZT, X, nr, G, True)
+    upcoming = np.arange(7, dtype=np.int64)
+    tiles.weight_gradient(variant, G, dZT, xc, nr, True, X, upcoming)
     np.testing.assert_allclose(G, expected, rtol=1e-4, atol=1e-4)
     start = rng.standard_normal((h, d)).astype(np.float32)
     G[:] = start
-    tiles.grad_rows(dZT, X, nr, G, False)
+    tiles.weight_gradient(variant, G, dZT, xc, nr, False, X, upcoming)
     np.testing.assert_allclose(G, start + expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the probe compiles for x86 CPU names")
+def test_the_isa_is_what_llvm_emits_for_the_cpu_and_its_features():
+    """The variant follows the code LLVM generates for a CPU name and feature string, so a CPU
+    name without features (Numba passes the host's features along with NUMBA_CPU_NAME) cannot
+    pick a narrower or wider variant than the code that runs."""
+    assert isa.isa_for("haswell", "") == isa.AVX2
+    assert isa.isa_for("skylake-avx512", "") == isa.AVX512
+    assert isa.isa_for("haswell", "+avx512f,+avx512vl,+avx512bw,+avx512dq") == isa.AVX512
+    assert isa.isa_for("x86-64", "") == isa.PLAIN  # SSE2 only
+    assert isa.target_isa() in isa.VARIANTS
 
 
 def test_the_flat_layout_packs_and_unpacks_the_same_way():

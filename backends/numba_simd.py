@@ -1,0 +1,253 @@
+"""The two register tiles of the fused pass, written as LLVM IR with explicit vector values.
+
+Numba's auto-vectoriser decides for itself whether a tile's accumulators stay in registers; on a
+16-register CPU it spilled them to the stack every iteration. Here each accumulator is one LLVM
+vector (``<W x float>``, W lanes of the :class:`~backends.numba_isa.Isa`), the loads are vector
+loads, the products explicit ``fma`` calls, so what runs is what is written: for the AVX-512
+rank-1 tile, 3 vector loads, 8 broadcasts and 24 FMAs an iteration.
+
+Both tiles take 2-D arrays and the tile's first row and column in each; the tile's shape comes
+from the ISA type unless the call asks for another (the literal ``rows``/``vectors``
+arguments, 0 meaning "the ISA's", rows -1 the ISA's tall tile one vector wide), which the
+drivers in :mod:`backends.numba_tiles` use for narrow products and the edges. ``assign`` chooses between writing the result and adding it to what ``C`` holds.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .numba_isa import IsaType
+
+_I32 = ir.IntType(32)
+
+
+def _literal(value):
+    """A literal int argument's value (None if the call passed a variable: Numba then retries)."""
+    return value.literal_value if isinstance(value, types.IntegerLiteral) else None
+
+
+def _float_arrays(*arrays):
+    dtypes = {a.dtype for a in arrays}
+    if not all(isinstance(a, types.Array) and a.ndim == 2 for a in arrays) or len(dtypes) != 1 or not isinstance(next(iter(dtypes)), types.Float):
+        raise TypeError("the tiles take 2-D arrays of one float dtype")
+    return next(iter(dtypes))
+
+
+def _element_strides(builder, ary, itemsize):
+    """An array's strides in elements (Numba keeps them in bytes)."""
+    return [builder.sdiv(s, ir.Constant(s.type, itemsize)) for s in cgutils.unpack_tuple(builder, ary.strides)]
+
+
+def _vector_at(builder, base, offset, vector_type, itemsize):
+    ptr = builder.bitcast(builder.gep(base, [offset]), vector_type.as_pointer())
+    return ptr, builder.load(ptr, align=itemsize)
+
+
+def _splat(builder, x, vector_type):
+    undef = ir.Constant(vector_type, ir.Undefined)
+    one = builder.insert_element(undef, x, _I32(0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, vector_type.count), [0] * vector_type.count))
+
+
+def _fma(builder, a, b, c):
+    """``a * b + c`` rounded once (llvm.fma on vectors: llvmlite's builder.fma takes scalars)."""
+    vt = a.type
+    name = f"llvm.fma.v{vt.count}f{vt.element.intrinsic_name[1:]}"
+    return builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), name), [a, b, c])
+
+
+def _lane_sum(builder, v):
+    """The sum of a vector's lanes: halves added until one lane is left (a fixed order)."""
+    n = v.type.count
+    while n > 1:
+        n //= 2
+        undef = ir.Constant(v.type, ir.Undefined)
+        lo = builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(_I32, n), list(range(n))))
+        hi = builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(_I32, n), list(range(n, 2 * n))))
+        v = builder.fadd(lo, hi)
+    return builder.extract_element(v, _I32(0))
+
+
+def _write(builder, ptr, value, assign, itemsize):
+    """``*ptr = value`` if ``assign`` else ``*ptr += value`` (a select, not a branch)."""
+    old = builder.load(ptr, align=itemsize)
+    builder.store(builder.select(assign, value, builder.fadd(old, value)), ptr, align=itemsize)
+
+
+def _kernel(builder, name, arg_types, build):
+    """A call to the function ``name`` of the module, defined by ``build(builder, args)`` on first
+    use: each tile shape is one function, marked not to be inlined, so its loop gets the
+    registers to itself (inlined into the fused pass, LLVM spilled tile pointers around it) and
+    the pass compiles each shape once."""
+    module = builder.module
+    try:
+        fn = module.get_global(name)
+    except KeyError:
+        fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name=name)
+        fn.linkage = "linkonce_odr"
+        fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
+        body = ir.IRBuilder(fn.append_basic_block("entry"))
+        build(body, fn.args)
+        body.ret_void()
+    return fn
+
+
+def _rank1_body(MR, NR, VT, itemsize):
+    def build(builder, args):
+        c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K, assign = args
+        lanes = VT.count
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
+        with cgutils.for_range(builder, K) as loop:
+            k = loop.index
+            b_row = builder.gep(b0, [builder.mul(k, b_rs)])
+            bv = [_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), VT, itemsize)[1] for v in range(NR)]
+            a_col = builder.gep(a0, [builder.mul(k, a_cs)])
+            for m in range(MR):
+                x = _splat(builder, builder.load(builder.gep(a_col, [builder.mul(ir.Constant(k.type, m), a_rs)])), VT)
+                for v in range(NR):
+                    builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
+        for m in range(MR):
+            c_row = builder.gep(c0, [builder.mul(ir.Constant(c_rs.type, m), c_rs)])
+            for v in range(NR):
+                ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(c_rs.type, v * lanes)]), VT.as_pointer())
+                _write(builder, ptr, builder.load(acc[m][v]), assign, itemsize)
+
+    return build
+
+
+@intrinsic
+def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows, vectors):
+    """``C[ci:ci+MR, cj:cj+NR*W] (+)= A[ai:ai+MR, ak:ak+K] @ B[bk:bk+K, bj:bj+NR*W]``.
+
+    Each step of the reduction loads NR vectors of a row of ``B`` and multiplies each of the MR
+    broadcast elements of a column of ``A`` into them; MR x NR accumulators. ``B`` and ``C`` need
+    unit stride along their rows; ``A`` may have any strides (``W.T`` is fine).
+    """
+    if not isinstance(isa, IsaType) or _literal(rows) is None or _literal(vectors) is None:
+        return None
+    dtype = _float_arrays(C, A, B)
+    itemsize = dtype.bitwidth // 8
+    lanes = isa.isa.lanes(itemsize)
+    MR = {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
+    NR = _literal(vectors) or isa.isa.rank1_tile[1]
+    if B.layout != "C" or C.layout != "C":
+        raise TypeError("rank1_tile: B and C must be C-contiguous")
+    sig = types.void(isa, C, types.intp, types.intp, A, types.intp, types.intp, B, types.intp, types.intp, types.intp, types.boolean, rows, vectors)
+
+    def codegen(context, builder, sig, args):
+        _, C_, ci_, cj_, A_, ai_, ak_, B_, bk_, bj_, K_, assign_ = args[:12]
+        c = context.make_array(sig.args[1])(context, builder, C_)
+        a = context.make_array(sig.args[4])(context, builder, A_)
+        b = context.make_array(sig.args[7])(context, builder, B_)
+        T = context.get_value_type(dtype)
+        VT = ir.VectorType(T, lanes)
+        c_rs, _ = _element_strides(builder, c, itemsize)
+        a_rs, a_cs = _element_strides(builder, a, itemsize)
+        b_rs, _ = _element_strides(builder, b, itemsize)
+        c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), cj_)])
+        a0 = builder.gep(a.data, [builder.add(builder.mul(ai_, a_rs), builder.mul(ak_, a_cs))])
+        b0 = builder.gep(b.data, [builder.add(builder.mul(bk_, b_rs), bj_)])
+        i64, ptr = c_rs.type, c0.type
+        fn = _kernel(builder, f"netcore.rank1.{dtype}.x{lanes}.{MR}x{NR}", [ptr, i64, ptr, i64, i64, ptr, i64, i64, ir.IntType(1)],
+                     _rank1_body(MR, NR, VT, itemsize))
+        builder.call(fn, [c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K_, assign_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _dot_body(MR, NR, VT, itemsize):
+    def build(builder, args):
+        c0, c_rs, c_cs, a0, a_rs, b0, b_rs, nv, assign = args
+        lanes = VT.count
+        a_rows = [builder.gep(a0, [builder.mul(ir.Constant(a_rs.type, m), a_rs)]) for m in range(MR)]
+        b_rows = [builder.gep(b0, [builder.mul(ir.Constant(b_rs.type, n), b_rs)]) for n in range(NR)]
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
+        with cgutils.for_range(builder, nv) as loop:
+            offset = builder.mul(loop.index, ir.Constant(loop.index.type, lanes))
+            av = [_vector_at(builder, row, offset, VT, itemsize)[1] for row in a_rows]
+            for n in range(NR):
+                bv = _vector_at(builder, b_rows[n], offset, VT, itemsize)[1]
+                for m in range(MR):
+                    builder.store(_fma(builder, av[m], bv, builder.load(acc[m][n])), acc[m][n])
+        for m in range(MR):
+            row = builder.gep(c0, [builder.mul(ir.Constant(c_rs.type, m), c_rs)])
+            for n in range(NR):
+                ptr = builder.gep(row, [builder.mul(ir.Constant(c_cs.type, n), c_cs)])
+                _write(builder, ptr, _lane_sum(builder, builder.load(acc[m][n])), assign, itemsize)
+
+    return build
+
+
+@intrinsic
+def dot_tile(typingctx, isa, C, ci, cj, A, ai, B, bj, n_vectors, assign, rows, cols):
+    """``C[ci+m, cj+n] (+)= A[ai+m, :K] . B[bj+n, :K]`` for an MR x NR tile, K = ``n_vectors * W``.
+
+    Each step loads one vector of each of the MR rows of ``A`` and NR rows of ``B`` and
+    multiplies every pair; the MR x NR vector accumulators are summed across their lanes once at
+    the end. The rest of the reduction (``K`` not a multiple of W) is the caller's. ``A`` and
+    ``B`` need unit stride along their rows; ``C`` may have any strides (``ZT.T`` is fine).
+    """
+    if not isinstance(isa, IsaType) or _literal(rows) is None or _literal(cols) is None:
+        return None
+    dtype = _float_arrays(C, A, B)
+    itemsize = dtype.bitwidth // 8
+    lanes = isa.isa.lanes(itemsize)
+    MR = _literal(rows) or isa.isa.dot_tile[0]
+    NR = _literal(cols) or isa.isa.dot_tile[1]
+    if A.layout != "C" or B.layout != "C":
+        raise TypeError("dot_tile: A and B must be C-contiguous")
+    sig = types.void(isa, C, types.intp, types.intp, A, types.intp, B, types.intp, types.intp, types.boolean, rows, cols)
+
+    def codegen(context, builder, sig, args):
+        _, C_, ci_, cj_, A_, ai_, B_, bj_, nv_, assign_ = args[:10]
+        c = context.make_array(sig.args[1])(context, builder, C_)
+        a = context.make_array(sig.args[4])(context, builder, A_)
+        b = context.make_array(sig.args[6])(context, builder, B_)
+        T = context.get_value_type(dtype)
+        VT = ir.VectorType(T, lanes)
+        c_rs, c_cs = _element_strides(builder, c, itemsize)
+        a_rs, _ = _element_strides(builder, a, itemsize)
+        b_rs, _ = _element_strides(builder, b, itemsize)
+        c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), builder.mul(cj_, c_cs))])
+        a0 = builder.gep(a.data, [builder.mul(ai_, a_rs)])
+        b0 = builder.gep(b.data, [builder.mul(bj_, b_rs)])
+        i64, ptr = c_rs.type, c0.type
+        fn = _kernel(builder, f"netcore.dot.{dtype}.x{lanes}.{MR}x{NR}", [ptr, i64, i64, ptr, i64, ptr, i64, i64, ir.IntType(1)],
+                     _dot_body(MR, NR, VT, itemsize))
+        builder.call(fn, [c0, c_rs, c_cs, a0, a_rs, b0, b_rs, nv_, assign_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def runtime(typingctx, x):
+    """``x`` as a value, not a constant: a literal argument (``True``, ``0``) would have Numba
+    compile the called function once more, specialised on it."""
+    sig = types.unliteral(x)(x)
+
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], sig.args[0], sig.return_type)
+
+    return sig, codegen
+
+
+@intrinsic
+def tile_shape(typingctx, isa, array):
+    """``(rank1 rows, rank1 vectors, tall rows, dot rows, dot cols, lanes)`` for ``array``'s
+    dtype: constants the drivers step by (folded by LLVM)."""
+    if not isinstance(isa, IsaType) or not isinstance(array, types.Array):
+        return None
+    lanes = isa.isa.lanes(array.dtype.bitwidth // 8)
+    values = (*isa.isa.rank1_tile, isa.isa.tall_rows, *isa.isa.dot_tile, lanes)
+    sig = types.UniTuple(types.intp, len(values))(isa, array)
+
+    def codegen(context, builder, sig, args):
+        return context.make_tuple(builder, sig.return_type, [context.get_constant(types.intp, v) for v in values])
+
+    return sig, codegen
