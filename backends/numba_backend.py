@@ -114,7 +114,7 @@ class NumbaBackend(Backend):
 
     @property
     def isa(self):
-        """The vector instruction set the fused kernels are compiled for (:mod:`backends.numba_isa`)."""
+        """The vector instruction set the fused kernels are compiled for (:mod:`netcore.backends.numba_isa`)."""
         from .numba_isa import target_isa
 
         return target_isa()
@@ -198,7 +198,7 @@ class NumbaBackend(Backend):
         self, layers: list, X: np.ndarray, Y: np.ndarray, activation: str, rows: np.ndarray | None, generic,
         output: str = "softmax", weights: Any = None,
     ) -> tuple:
-        """The whole batch gradient in one pass over X; see :mod:`backends.numba_fused`.
+        """The whole batch gradient in one pass over X; see :mod:`netcore.backends.numba_fused`.
 
         The fused pass covers dense inputs, a softmax output without sample weights and the
         tanh / relu / sigmoid activations; everything else runs the contract's generic path.

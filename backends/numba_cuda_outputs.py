@@ -1,7 +1,7 @@
 """The output layers' CUDA kernels for the ``numba-cuda`` backend (compiled on first launch):
 their values, each row's loss with dZ = output - y, and the rows' sample weights.
 
-Kept apart from :mod:`backends.numba_cuda_kernels` (the op vocabulary's kernels) and written with a
+Kept apart from :mod:`netcore.backends.numba_cuda_kernels` (the op vocabulary's kernels) and written with a
 module-level ``cuda``, which Numba's CUDA simulator swaps for its own when it runs them.
 """
 

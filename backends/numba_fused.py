@@ -8,13 +8,13 @@ are added in at the end, in parallel.
 
 X is ``(n, d)`` row-major (uint8, float32 or float64). The first layer's weights are read where
 the network keeps them (on a cache line: ``NumbaBackend.asparameter``); the other parameters
-travel as one flat vector and the gradient comes back as one (:mod:`backends.numba_layout`).
+travel as one flat vector and the gradient comes back as one (:mod:`netcore.backends.numba_layout`).
 The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
 needs no copy of X, and converts them to floats once for the weight gradient to reuse. Within a
 chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
 ``(width, stride)`` with the samples along the rows, so the small layers, the activations and
 the softmax run along the samples. The products are register tiles sized for the CPU
-(:mod:`backends.numba_tiles`, :mod:`backends.numba_isa`).
+(:mod:`netcore.backends.numba_tiles`, :mod:`netcore.backends.numba_isa`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, 
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
     The batch is ``X[rows]`` (gathered chunk by chunk); ``sizes`` is ``[d, h1, ..., k]``,
-    ``w_off, b_off`` the flat layout's offsets (:class:`~backends.numba_layout.FlatLayout`);
+    ``w_off, b_off`` the flat layout's offsets (:class:`~netcore.backends.numba_layout.FlatLayout`);
     hidden layers use activation ``kind``; ``fast`` selects the vectorisable float32 tanh and
     exp. ``W1`` is the first layer's weights (copied transposed into ``WT`` first); ``params``
     the rest, flat (``b¹ W² b² ...``). ``WT, XC, ZS, G, ACT, DZ, SM`` come from
-    :func:`~backends.numba_layout.workspace` for ``chunk`` samples a chunk and feature-major
+    :func:`~netcore.backends.numba_layout.workspace` for ``chunk`` samples a chunk and feature-major
     rows of ``stride``; the gradient goes to ``grad`` and the logits to ``logitsT`` (``(k, n)``,
     class-major, so its writes run along the samples): buffers the caller reuses, so a
     mini-batch step allocates nothing of the size of the parameters or the batch.

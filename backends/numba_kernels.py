@@ -1,6 +1,6 @@
 """Numba-jitted kernels behind the ``numba`` backend.
 
-Imported only when the backend is first used, so ``import backends`` never pays for Numba.
+Imported only when the backend is first used, so ``import netcore.backends`` never pays for Numba.
 All kernels take C-contiguous arrays laid out with samples as rows. They compile on first
 call for each dtype and are cached on disk (``cache=True``), so a later process loads them.
 ``error_model="numpy"`` drops the division-by-zero checks that otherwise stop LLVM from

@@ -2,14 +2,14 @@
 
 Numba's auto-vectoriser decides for itself whether a tile's accumulators stay in registers; on a
 16-register CPU it spilled them to the stack every iteration. Here each accumulator is one LLVM
-vector (``<W x float>``, W lanes of the :class:`~backends.numba_isa.Isa`), the loads are vector
+vector (``<W x float>``, W lanes of the :class:`~netcore.backends.numba_isa.Isa`), the loads are vector
 loads, the products explicit ``fma`` calls, so what runs is what is written: for the AVX-512
 rank-1 tile, 3 vector loads, 8 broadcasts and 24 FMAs an iteration.
 
 Both tiles take 2-D arrays and the tile's first row and column in each; the tile's shape comes
 from the ISA type unless the call asks for another (the literal ``rows``/``vectors``
 arguments, 0 meaning "the ISA's", rows -1 the ISA's tall tile one vector wide), which the
-drivers in :mod:`backends.numba_tiles` use for narrow products and the edges. ``assign`` chooses between writing the result and adding it to what ``C`` holds.
+drivers in :mod:`netcore.backends.numba_tiles` use for narrow products and the edges. ``assign`` chooses between writing the result and adding it to what ``C`` holds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Matrix products of the fused pass, walked in register tiles (:mod:`backends.numba_simd`).
+"""Matrix products of the fused pass, walked in register tiles (:mod:`netcore.backends.numba_simd`).
 
 Two drivers cover every product of a chunk, each tiling its output with the ISA's tile and the
 edges with smaller ones, and doing what is left of a row narrower than a vector element by
@@ -11,7 +11,7 @@ element:
 - :func:`dot`, ``C (+)= A @ B.T`` with both contiguous along the reduction: the small layers'
   weight gradients (along the samples).
 
-``isa`` is an :class:`~backends.numba_isa.Isa`; every function here compiles once per ISA.
+``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 from netcore.datasets import load_idx_folder
 
 from . import machine

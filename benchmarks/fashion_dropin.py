@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from sklearn.neural_network import MLPClassifier as SklearnMLP
 
-    import backends
+    from netcore import backends
     from netcore import MLPClassifier as NetcoreMLP
     from netcore.datasets import load_fashion_mnist
 

@@ -35,7 +35,7 @@ def _numba() -> dict[str, Any]:
         import numba
     except ImportError as error:
         return {"numba": f"not installed ({error})"}
-    from backends.numba_isa import target, target_isa
+    from netcore.backends.numba_isa import target, target_isa
 
     name, _ = target()
     isa = target_isa()

@@ -3,7 +3,7 @@
 Both Numba's OpenMP threads and OpenBLAS's pthreads spin for a while after their work before
 they sleep. On a machine with as many cores as threads, a pool still spinning takes a core from
 the other's next call (a fused step after an sgemm took twice its time here before the backend
-shortened OpenBLAS's spin; :mod:`backends.numba_threads`). Each pair of rows should agree within
+shortened OpenBLAS's spin; :mod:`netcore.backends.numba_threads`). Each pair of rows should agree within
 10%: "after" is timed right after the other kind of work (untimed), "alone" right after the same
 kind.
 """

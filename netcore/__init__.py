@@ -6,17 +6,21 @@ Three ways in:
 - :class:`MLP` and :class:`Trainer`: the native network and its training loop;
 - :class:`MLPClassifier` and :class:`MLPRegressor`: drop-ins for scikit-learn's.
 
-Backends are chosen with an argument, a ``backends.use(...)`` block or ``NETCORE_BACKEND``.
+Backends are chosen with an argument, a ``netcore.backends.use(...)`` block or ``NETCORE_BACKEND``.
 """
 
 from typing import Any
 
-from backends import BackendUnavailableError, available, get_backend, use
+from ._checkout import mount_backends
 
-from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
-from .network import MLP, backward, forward, init_parameters
-from .optim import SGD, Adam, StepLR
-from .trainer import History, Trainer, TrainingDivergedError
+mount_backends()  # a no-op once installed
+
+from netcore.backends import BackendUnavailableError, available, get_backend, use  # noqa: E402
+
+from .callbacks import EarlyStopping, ModelCheckpoint, ProgressBar  # noqa: E402
+from .network import MLP, backward, forward, init_parameters  # noqa: E402
+from .optim import SGD, Adam, StepLR  # noqa: E402
+from .trainer import History, Trainer, TrainingDivergedError  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-import backends
+from netcore import backends
 
 from . import __version__
 from .cli_predict import add_predict_arguments, cmd_predict

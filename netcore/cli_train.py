@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-import backends
+from netcore import backends
 
 from . import checkpoint
 from .callbacks import ModelCheckpoint, ProgressBar

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import backends
+from netcore import backends
 
 from . import checkpoint
 from .datasets import Data, check_dataset, check_fraction

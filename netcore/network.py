@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from backends import Backend, get_backend
-from backends.base import check_output, is_sparse
+from netcore.backends import Backend, get_backend
+from netcore.backends.base import check_output, is_sparse
 
 from . import checkpoint
 from .optim import sgd_step
@@ -116,7 +116,7 @@ class MLP:
     ----------
     layer_sizes : input size, hidden widths..., outputs (classes for softmax), e.g. ``(784, 16, 16, 10)``.
     activation : hidden activation, ``"tanh"``, ``"relu"``, ``"sigmoid"`` or ``"identity"``.
-    backend : a backend name, a Backend, or None to follow ``backends.use()`` / ``NETCORE_BACKEND``.
+    backend : a backend name, a Backend, or None to follow ``netcore.backends.use()`` / ``NETCORE_BACKEND``.
     dtype : compute dtype, ``"float32"`` or ``"float64"``.
     seed : seed of the initialisation (``seed=2`` with ``init="tutorial"`` reproduces the tutorial).
     init : ``"tutorial"`` (``randn * 0.1``, zero biases) or ``"glorot"`` (scikit-learn's).

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import Backend
+from netcore.backends import Backend
 
 Layers = list[tuple[Any, Any]]
 

@@ -8,7 +8,7 @@ conventions: column layout (``X`` is ``(n_features, n_samples)``, targets one-ho
 ``(out, 1)``, gradient keys ``dW1, db1, ...``, float64, tanh hidden layers and a softmax output.
 
 What it adds: ``initialize_parameters(n_in, n_outs)`` builds as many layers as ``n_outs`` has
-(the tutorial hard-codes three); the arithmetic runs on the selected backend (``backends.use()``
+(the tutorial hard-codes three); the arithmetic runs on the selected backend (``netcore.backends.use()``
 or ``NETCORE_BACKEND``) through the same forward/backward as :class:`netcore.MLP`, and ``model``
 trains with :class:`netcore.Trainer`, the data moved to the backend once.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import Backend, get_backend
+from netcore.backends import Backend, get_backend
 
 from .network import MLP, backward, forward, init_parameters
 from .optim import SGD

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backends import activation_code
-from backends.base import is_sparse
+from netcore.backends import activation_code
+from netcore.backends.base import is_sparse
 
 
 def check_positive_int(value: Any, name: str) -> int:

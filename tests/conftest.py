@@ -14,7 +14,7 @@ SIMULATED_CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 import numpy as np  # noqa: E402
 import pytest
 
-import backends  # noqa: E402
+from netcore import backends  # noqa: E402
 
 # The simulator runs a kernel per Python thread: too slow for every test, so the simulated
 # numba-cuda backend gets its own small tests instead of joining all of them.

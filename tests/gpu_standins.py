@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend
-from backends.cupy_backend import CupyBackend
-from backends.numpy_backend import NumpyBackend
+from netcore.backends.base import Backend
+from netcore.backends.cupy_backend import CupyBackend
+from netcore.backends.numpy_backend import NumpyBackend
 
 # -- FakeCupy ----------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ def main(cc: tuple[int, int]) -> dict:
 
     dispatcher.get_current_device = lambda: Device
 
-    from backends import numba_cuda_kernels as m
+    from netcore.backends import numba_cuda_kernels as m
 
     out: dict = {"kernels": {}}
     for dtype in ("float32", "float64"):

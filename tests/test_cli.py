@@ -61,7 +61,7 @@ def test_errors_are_one_line(monkeypatch, capsys, args, env, message):
 
 
 def test_cupy_without_gpu_exits_nonzero_with_one_line_and_no_traceback():
-    import backends
+    from netcore import backends
 
     if backends.available()["cupy"].ok:
         pytest.skip("a CUDA device answers here")

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import ACTIVATIONS, cupy_backend
-from backends.cupy_backend import ELEMENTWISE, RAW, raw_source
+from netcore.backends import ACTIVATIONS, cupy_backend
+from netcore.backends.cupy_backend import ELEMENTWISE, RAW, raw_source
 
 from . import nvrtc
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import backends
+from netcore import backends
 from netcore import MLP
 from netcore.network import generic_loss_and_gradients
 
@@ -63,7 +63,7 @@ def threads(request):
 def chunk_rows(request, monkeypatch):
     """Force small chunks so even small tests cross many chunk boundaries."""
     if request.param is not None:
-        from backends import numba_backend
+        from netcore.backends import numba_backend
 
         monkeypatch.setattr(numba_backend, "CHUNK_BYTES", 1)  # the floor: 8 rows a chunk
     return request.param
@@ -142,7 +142,7 @@ def test_first_layer_weights_placed_from_outside_still_work(name):
 def test_every_isa_variant_matches_generic(name, variant, threads, chunk_rows, dtype, input_dtype, monkeypatch):
     """The tile shapes of every instruction set (AVX-512, AVX2, the plain fallback), whichever this
     machine runs, on networks with odd widths, every activation, one hidden layer to three."""
-    from backends.numba_backend import NumbaBackend
+    from netcore.backends.numba_backend import NumbaBackend
 
     monkeypatch.setattr(NumbaBackend, "isa", property(lambda self: variant))
     rng = np.random.default_rng(5)
@@ -183,7 +183,7 @@ def test_a_slow_first_call_says_it_is_compiling(name, caplog):
 def test_read_only_inputs_reuse_the_compiled_kernel(name, tmp_path):
     """A memory-mapped or otherwise read-only X (np.load(mmap_mode="r"), np.frombuffer) must not
     cost a second compile of the fused kernel: it has the same numbers and the same signature."""
-    from backends import numba_fused
+    from netcore.backends import numba_fused
 
     rng = np.random.default_rng(3)
     X = rng.integers(0, 256, (40, 13)).astype(np.uint8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 from netcore import MLP, SGD, StepLR, Trainer
 
 from .conftest import backend_params, make_data

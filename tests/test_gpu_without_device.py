@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from backends.cupy_backend import CupyBackend, _unavailable_reason
+from netcore.backends.cupy_backend import CupyBackend, _unavailable_reason
 from netcore import MLP, SGD, StepLR, Trainer
 
 from .conftest import make_data

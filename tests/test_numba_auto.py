@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 
 from .conftest import backend_params
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.parametrize("name", backend_params(["numba"]))
 @pytest.fixture
 def cached(monkeypatch):
     """Set whether the fused kernels count as compiled on disk."""
-    from backends.numba_backend import NumbaBackend
+    from netcore.backends.numba_backend import NumbaBackend
 
     def set_cached(value: bool):
         monkeypatch.setattr(NumbaBackend, "kernels_cached", classmethod(lambda cls, dtype: value))
@@ -65,7 +65,7 @@ def test_an_explicit_choice_is_never_second_guessed(name, cached):
 
 
 def test_the_cache_check_sees_compiled_kernels(name):
-    from backends.numba_backend import NumbaBackend
+    from netcore.backends.numba_backend import NumbaBackend
     from netcore import MLP
 
     rng = np.random.default_rng(0)

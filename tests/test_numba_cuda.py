@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 from netcore import MLP, Adam, Trainer
 
 from .conftest import backend_params, make_data
@@ -78,7 +78,7 @@ def test_every_launch_has_the_types_the_ptx_check_compiles(name, rng, dtype, mon
     (a Python float, say, would compile a float32 kernel in double precision)."""
     from types import SimpleNamespace
 
-    from backends import numba_cuda_kernels
+    from netcore.backends import numba_cuda_kernels
 
     ops = backends.get_backend(name, dtype)
     seen: list = []
@@ -109,7 +109,7 @@ def test_relu_of_minus_infinity_is_zero_and_nan_stays_nan(name, dtype):
 
 
 def test_matrix_product_grids_stay_within_cuda_limits(name, monkeypatch):
-    from backends import numba_cuda_kernels as m
+    from netcore.backends import numba_cuda_kernels as m
 
     rows, cols = m.gemm_grid(2_000_000, 16)
     assert rows == -(-2_000_000 // m.TILE) and cols == -(-16 // m.TILE)  # rows on x: up to 2**31 - 1 blocks

@@ -14,11 +14,11 @@ pytest.importorskip("numba")
 
 from numba import njit  # noqa: E402
 
-from backends import numba_intrinsics as intrinsics  # noqa: E402
-from backends import numba_isa as isa  # noqa: E402
-from backends import numba_kernels as kernels  # noqa: E402
-from backends import numba_layout as layout  # noqa: E402
-from backends import numba_tiles as tiles  # noqa: E402
+from netcore.backends import numba_intrinsics as intrinsics  # noqa: E402
+from netcore.backends import numba_isa as isa  # noqa: E402
+from netcore.backends import numba_kernels as kernels  # noqa: E402
+from netcore.backends import numba_layout as layout  # noqa: E402
+from netcore.backends import numba_tiles as tiles  # noqa: E402
 
 
 @njit

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import backends
-from backends.base import ACTIVATIONS, Backend
+from netcore import backends
+from netcore.backends.base import ACTIVATIONS, Backend
 
 from .conftest import ALL, backend_params
 

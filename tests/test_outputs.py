@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse
 from scipy.special import expit, log_softmax, softmax, xlogy
 
-import backends
-from backends.base import ACTIVATIONS, OUTPUTS
+from netcore import backends
+from netcore.backends.base import ACTIVATIONS, OUTPUTS
 from netcore import MLP, Trainer
 from netcore.network import generic_loss_and_gradients
 

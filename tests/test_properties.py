@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from backends import check_dtype
+from netcore.backends import check_dtype
 from netcore import MLP, Trainer
 from netcore.cli import main
 from netcore.datasets import load_data, load_idx_folder, read_idx, write_idx

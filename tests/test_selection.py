@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-import backends
-from backends import BackendUnavailableError, get_backend, resolve, use
+from netcore import backends
+from netcore.backends import BackendUnavailableError, get_backend, resolve, use
 from netcore import MLP
 
 
@@ -111,7 +111,7 @@ def test_explicit_choice_that_cannot_run_raises_and_never_falls_back(only, monke
 def test_missing_numba_says_how_to_install(monkeypatch):
     import importlib.util
 
-    from backends.numba_backend import NumbaBackend
+    from netcore.backends.numba_backend import NumbaBackend
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
@@ -126,7 +126,7 @@ def test_cupy_without_a_device_explains(monkeypatch):
 
 
 def test_cupy_runtime_errors_become_actionable_reasons():
-    from backends.cupy_backend import _unavailable_reason
+    from netcore.backends.cupy_backend import _unavailable_reason
 
     class FakeRuntime:
         @staticmethod

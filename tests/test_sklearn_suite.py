@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import backends
+from netcore import backends
 
 from .conftest import backend_params
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 from netcore import MLP
 from netcore.optim import SGD, Adam
 from netcore.trainer import train_full_batch, train_minibatch

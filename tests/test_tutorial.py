@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import backends
+from netcore import backends
 from benchmarks import tutorial_original as original
 from netcore import tutorial
 from netcore.datasets import write_idx

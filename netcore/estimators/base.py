@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from backends.base import is_sparse
+from netcore.backends.base import is_sparse
 
 from ..network import MLP
 from ..validation import check_sample_weight
