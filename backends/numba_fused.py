@@ -47,11 +47,19 @@ def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, 
     Compiled once per argument types (or loaded from Numba's cache) by :func:`compiled`.
     """
     args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
-    # the activation and the fast-math switch as compile-time constants: a run compiles the
-    # code of its own activation only (all three cost 3 s more of compiling)
-    arg_types = tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args))
-    entry, thread_pass = compiled(arg_types)
+    # What decides the compiled types, cheaply (typing all 23 arguments took 0.2 ms a call):
+    # the backend passes the other arrays with fixed layouts and dtypes.
+    key = (isa, X.dtype, X.flags.writeable, rows.flags.writeable, Y.dtype, Y.flags.writeable, W1.flags.writeable, kind, fast)
+    found = _BY_KEY.get(key)
+    if found is None:
+        # the activation and the fast-math switch as compile-time constants: a run compiles the
+        # code of its own activation only (all three cost 3 s more of compiling)
+        found = _BY_KEY[key] = compiled(tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args)))
+    entry, thread_pass = found
     return entry(thread_pass, *args)
+
+
+_BY_KEY: dict = {}
 
 
 class _CompiledPass:
