@@ -30,7 +30,8 @@ from .numba_simd import runtime
 from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
-def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                       WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
@@ -96,7 +97,8 @@ def compiled(arg_types: tuple) -> tuple:
 
 
 @njit(parallel=True, **OPTS)
-def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                   WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed."""
     n = rows.shape[0]
     L = len(sizes) - 1
@@ -110,8 +112,8 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
         for o in range(h1):
             row[o] = W1[o, i]
     for t in prange(threads):
-        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
-                                WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
+        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast,
+                                chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
     # Add the other threads' gradients into grad, each thread taking a slice of the parameters
     # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
     if threads > 1:
@@ -128,7 +130,8 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
 
 
 @njit(**OPTS)
-def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                 WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Thread ``t``'s share: chunks ``t, t + threads, ...``; returns their loss and adds their
     gradients to ``grad`` (thread 0) or to ``G[t - 1]``. W¹'s gradient (at offset 0) is written
     by the thread's first chunk; only the rest is zeroed here."""
