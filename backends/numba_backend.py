@@ -220,7 +220,8 @@ class NumbaBackend(Backend):
         key = (threads, sizes, chunk)
         if key not in self._workspaces:
             flat = lay.FlatLayout.of(sizes)
-            buffers = {"params": lay.aligned_empty(flat.size - flat.first_weights, self.dtype), "grad": lay.aligned_empty(flat.size, self.dtype)}
+            buffers = {"params": lay.aligned_empty(flat.size - flat.first_weights, self.dtype),
+                       "grad": lay.aligned_empty(flat.size, self.dtype)}
             self._workspaces[key] = (flat, lay.workspace(threads, sizes, chunk, self.dtype), buffers, {})
         flat, scratch, buffers, logits_by_n = self._workspaces[key]
         W1 = layers[0][0]

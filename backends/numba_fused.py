@@ -30,7 +30,8 @@ from .numba_simd import runtime
 from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
-def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                       WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
@@ -47,11 +48,19 @@ def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, 
     Compiled once per argument types (or loaded from Numba's cache) by :func:`compiled`.
     """
     args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
-    # the activation and the fast-math switch as compile-time constants: a run compiles the
-    # code of its own activation only (all three cost 3 s more of compiling)
-    arg_types = tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args))
-    entry, thread_pass = compiled(arg_types)
+    # What decides the compiled types, cheaply (typing all 23 arguments took 0.2 ms a call):
+    # the backend passes the other arrays with fixed layouts and dtypes.
+    key = (isa, X.dtype, X.flags.writeable, rows.flags.writeable, Y.dtype, Y.flags.writeable, W1.flags.writeable, kind, fast)
+    found = _BY_KEY.get(key)
+    if found is None:
+        # the activation and the fast-math switch as compile-time constants: a run compiles the
+        # code of its own activation only (all three cost 3 s more of compiling)
+        found = _BY_KEY[key] = compiled(tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args)))
+    entry, thread_pass = found
     return entry(thread_pass, *args)
+
+
+_BY_KEY: dict = {}
 
 
 class _CompiledPass:
@@ -88,7 +97,8 @@ def compiled(arg_types: tuple) -> tuple:
 
 
 @njit(parallel=True, **OPTS)
-def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                   WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed."""
     n = rows.shape[0]
     L = len(sizes) - 1
@@ -102,8 +112,8 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
         for o in range(h1):
             row[o] = W1[o, i]
     for t in prange(threads):
-        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
-                                WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
+        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast,
+                                chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
     # Add the other threads' gradients into grad, each thread taking a slice of the parameters
     # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
     if threads > 1:
@@ -120,7 +130,8 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
 
 
 @njit(**OPTS)
-def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
+def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+                 WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Thread ``t``'s share: chunks ``t, t + threads, ...``; returns their loss and adds their
     gradients to ``grad`` (thread 0) or to ``G[t - 1]``. W¹'s gradient (at offset 0) is written
     by the thread's first chunk; only the rest is zeroed here."""

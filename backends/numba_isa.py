@@ -96,8 +96,10 @@ def target() -> tuple[str, str]:
     return name, features
 
 
+@functools.cache
 def target_isa() -> Isa:
-    """The variant for Numba's target (:func:`target`)."""
+    """The variant for Numba's target (:func:`target`); fixed for the life of the process, as
+    Numba's own target is."""
     return isa_for(*target())
 
 

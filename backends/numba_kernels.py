@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import types
 
+from . import numba_cache  # noqa: F401  (before any cached function: a change to any numba_*.py recompiles them all)
 from .numba_threads import short_openmp_spin
 
 short_openmp_spin()  # before the OpenMP runtime loads

@@ -9,7 +9,8 @@ rank-1 tile, 3 vector loads, 8 broadcasts and 24 FMAs an iteration.
 Both tiles take 2-D arrays and the tile's first row and column in each; the tile's shape comes
 from the ISA type unless the call asks for another (the literal ``rows``/``vectors``
 arguments, 0 meaning "the ISA's", rows -1 the ISA's tall tile one vector wide), which the
-drivers in :mod:`netcore.backends.numba_tiles` use for narrow products and the edges. ``assign`` chooses between writing the result and adding it to what ``C`` holds.
+drivers in :mod:`netcore.backends.numba_tiles` use for narrow products and the edges. ``assign``
+chooses between writing the result and adding it to what ``C`` holds.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def _literal(value):
 
 def _float_arrays(*arrays):
     dtypes = {a.dtype for a in arrays}
-    if not all(isinstance(a, types.Array) and a.ndim == 2 for a in arrays) or len(dtypes) != 1 or not isinstance(next(iter(dtypes)), types.Float):
+    two_d = all(isinstance(a, types.Array) and a.ndim == 2 for a in arrays)
+    if not two_d or len(dtypes) != 1 or not isinstance(next(iter(dtypes)), types.Float):
         raise TypeError("the tiles take 2-D arrays of one float dtype")
     return next(iter(dtypes))
 
@@ -136,7 +138,8 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows,
     NR = _literal(vectors) or isa.isa.rank1_tile[1]
     if B.layout != "C" or C.layout != "C":
         raise TypeError("rank1_tile: B and C must be C-contiguous")
-    sig = types.void(isa, C, types.intp, types.intp, A, types.intp, types.intp, B, types.intp, types.intp, types.intp, types.boolean, rows, vectors)
+    intp = types.intp
+    sig = types.void(isa, C, intp, intp, A, intp, intp, B, intp, intp, intp, types.boolean, rows, vectors)
 
     def codegen(context, builder, sig, args):
         _, C_, ci_, cj_, A_, ai_, ak_, B_, bk_, bj_, K_, assign_ = args[:12]

@@ -70,7 +70,10 @@ def short_blas_spin() -> str:
             done.append(os.path.basename(pool["filepath"]))
         except (OSError, AttributeError) as error:  # another build of OpenBLAS: leave it be
             log.debug("netcore: could not shorten the spin of %s: %s", pool["filepath"], error)
-    _blas_state = f"OpenBLAS threads spin 2**{BLAS_SPIN_LOG2} ticks after a call ({', '.join(done)})" if done else "no OpenBLAS pthreads pool loaded"
+    if done:
+        _blas_state = f"OpenBLAS threads spin 2**{BLAS_SPIN_LOG2} ticks after a call ({', '.join(done)})"
+    else:
+        _blas_state = "no OpenBLAS pthreads pool loaded"
     return _blas_state
 
 

@@ -27,7 +27,7 @@ from .numba_simd import dot_tile, rank1_tile, runtime, tile_shape
 PREFETCH_ROWS = 4
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     """``xc[:nr] = scale * X[rows]`` and ``Z[:nr] = xc[:nr] @ WT`` (no bias; ``Z`` sample-major).
 
@@ -50,7 +50,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     rank1(isa, Z, xc, WT, nr, runtime(0), WT.shape[1], d, runtime(True))
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     """``G (+)= dZT[:, :nr] @ xc[:nr]``: the first layer's weight gradient, a block of columns
     (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's next

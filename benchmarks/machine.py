@@ -79,12 +79,13 @@ def describe() -> dict[str, Any]:
 
 def summary(info: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
-    blas = "; ".join(f"{p.get('internal_api', '?')} {p.get('version', '')} {p.get('architecture', '')} kernel, {p.get('num_threads', '?')} threads"
-                     for p in info["blas"] if p.get("internal_api") in ("openblas", "mkl", "blis"))
+    blas = "; ".join(f"{p.get('internal_api', '?')} {p.get('version', '')} {p.get('architecture', '')} kernel, "
+                     f"{p.get('num_threads', '?')} threads" for p in info["blas"] if p.get("internal_api") in ("openblas", "mkl", "blis"))
     settings = ", ".join(f"{k}={v}" for k, v in info["settings"].items()) or "none"
     return [
         f"CPU: {info['cpu_model']}, {info['cores']} cores; LLVM host CPU {info.get('llvm_host_cpu', '?')}, "
         f"Numba targets {info.get('llvm_target_cpu', '?')} with {info.get('vector_isa', '?')}",
-        f"Numba {info.get('numba', '?')}: {info.get('numba_threads', '?')} threads ({info.get('numba_threading_layer', '?')}); BLAS: {blas or 'none found'}",
+        f"Numba {info.get('numba', '?')}: {info.get('numba_threads', '?')} threads ({info.get('numba_threading_layer', '?')}); "
+        f"BLAS: {blas or 'none found'}",
         f"settings: {settings}",
     ]

@@ -30,7 +30,7 @@ def _first_epoch(cache_dir: Path, samples: int) -> dict:
 def test_cold_compile_then_cached_start(benchmark, settings, tmp_path):
     skip_unless_available("numba")
     if settings.quick:
-        pytest.skip("quick mode: the cold compile alone takes about 18 s")
+        pytest.skip("quick mode: the cold compile alone takes about 10 s")
     cold = _first_epoch(tmp_path, settings.samples)
     warm = benchmark.pedantic(_first_epoch, args=(tmp_path, settings.samples), rounds=3, iterations=1)
     # The same process on 64 samples: the runtime's own footprint (Python, NumPy, Numba, LLVM).

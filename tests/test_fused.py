@@ -18,7 +18,7 @@ from netcore.network import generic_loss_and_gradients
 
 from .conftest import backend_params
 
-numba_isa = pytest.importorskip("backends.numba_isa")
+numba_isa = pytest.importorskip("netcore.backends.numba_isa")
 
 pytestmark = pytest.mark.parametrize("name", backend_params(["numba"]))
 
