@@ -141,10 +141,15 @@ def _resume_or_start(cfg: TrainConfig, make: Callable[..., Trainer], net: MLP) -
 
 
 def _local_setup(cfg: TrainConfig) -> _Setup:
-    backend = backends.get_backend(cfg.backend, cfg.dtype)  # resolved once; one that cannot run fails before any data is loaded
-    why = backends.resolve(cfg.backend).why  # the rule that made that choice, for the first line
+    backend = backends.get_backend(cfg.backend, cfg.dtype)  # one that cannot run fails before any data is loaded
     data = load_data(cfg.dataset, cfg.data, cfg.validation)
     _notes(data.notes)
+    # The run's floating-point work (forward 2, backward 4 per weight and sample) lets `auto` keep
+    # a small run on numpy rather than compile numba's kernels for it.
+    sizes = [data.n_features, *cfg.hidden, data.n_classes]
+    work = 6.0 * len(data.train[0]) * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * cfg.target_epochs
+    backend = backends.get_backend(cfg.backend, cfg.dtype, work=work)
+    why = backends.resolve(cfg.backend, work=work, dtype=cfg.dtype).why  # the rule that made that choice, for the first line
     net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
     trainer = _resume_or_start(cfg, lambda n: Trainer(n, _optimizer_for(cfg), batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed), net)
     X, y = data.train
