@@ -1,6 +1,6 @@
 """The floor: an epoch's floating-point work at this machine's large-matrix BLAS speed.
 
-An epoch of the tutorial network is 3.16 GFLOP on 60,000 samples (:func:`netcore.report.epoch_flop`).
+An epoch of the tutorial network is 3.16 GFLOP on 60,000 samples (:func:`benchmarks.report.epoch_flop`).
 The floor row times NumPy's BLAS on one square product of the same FLOP count (n = 1,166 for
 that epoch: matrices of megabytes, where sgemm runs at its large-matrix speed), in the same run
 as the backends, so "x the floor" is a ratio of two figures measured together. Nothing that
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from netcore.report import epoch_flop
-
 from .conftest import TUTORIAL, run
+from .report import epoch_flop
 from .test_full_batch import GROUP as FULL_BATCH
 from .test_minibatch import GROUP as MINI_BATCH
 from .test_minibatch import SIZES as MINI_BATCH_SIZES
