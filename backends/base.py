@@ -245,6 +245,14 @@ class Backend:
         Only where :meth:`capture_limits` is empty."""
         raise NotImplementedError(" ".join(self.capture_limits(full_batch=True, stateless=True, l2=0.0)))
 
+    # -- the first layer's path ------------------------------------------------------------
+    # A backend may run the first layer over compressed rows where the inputs are mostly zero
+    # (numba: backends/numba_sparse_path.py); what it chose is printed by ``netcore train``.
+    def first_layer_path(self, X: Any) -> tuple[str, str]:
+        """``(path, reason)`` for inputs prepared by :meth:`input_array`: ``"dense"`` or
+        ``"sparse"``, and why that path runs."""
+        return "dense", f"the {self.name} backend has one first-layer path"
+
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:
         """Integer class ids (host array, already validated) -> one-hot rows."""

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, activation_code
+from .numba_sparse_path import SparseFirstLayer, check_first_layer, policy
+from .numba_sparse_rows import SparseRows, is_csr
 
 log = logging.getLogger("netcore")
 
@@ -50,8 +52,10 @@ class NumbaBackend(Backend):
             return "Numba is not installed; install it with: pip install numba"
         return None
 
-    def __init__(self, dtype: Any = "float64") -> None:
+    def __init__(self, dtype: Any = "float64", first_layer: str = "auto") -> None:
         super().__init__(dtype)
+        self.first_layer = check_first_layer(first_layer)  # see the sparse first layer's hook below
+        self.sparse = SparseFirstLayer(self)
         self._kernels = None
         self._fused = None
         self._workspaces: dict[tuple, tuple] = {}
@@ -89,6 +93,7 @@ class NumbaBackend(Backend):
             "numba": numba.__version__,
             "threads": f"{numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'unset')})",
             "threading layer": numba.config.THREADING_LAYER,
+            "first layer": f"{self.first_layer} ({policy()})",
         }
 
     def _kind(self, kind: str) -> int:
@@ -105,18 +110,27 @@ class NumbaBackend(Backend):
         out[...] = x
         return out
 
-    def input_array(self, X: np.ndarray) -> np.ndarray:
+    def input_array(self, X: np.ndarray) -> np.ndarray | SparseRows:
         # uint8 images stay uint8 (a quarter of float32's bytes); the kernels scale by 1/255.
-        return np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+        # Then the sparse first layer's hook (below) compresses them where that pays.
+        if is_csr(X) and self.first_layer == "dense":
+            X = X.toarray()  # the one case a CSR matrix is densified: asked for
+        if not is_csr(X):
+            X = np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+        return self.sparse.prepare(X, self.first_layer)
 
     def _scale_of(self, X: np.ndarray):
         return self.dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
 
     def matmul_nt(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if isinstance(a, SparseRows):
+            return self.sparse.matmul_nt(a, b)
         # uint8 inputs reach the op-by-op path only for prediction; scale a float copy there.
         return (self.input_array_float(a) if a.dtype == np.uint8 else a) @ b.T
 
     def matmul_tn(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if isinstance(b, SparseRows):
+            return self.sparse.matmul_tn(a, b)
         return a.T @ (self.input_array_float(b) if b.dtype == np.uint8 else b)
 
     def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float) -> None:
@@ -150,6 +164,8 @@ class NumbaBackend(Backend):
         The gradients and logits live in buffers reused by the next call of the same shape (so a
         mini-batch step allocates nothing), as the contract allows.
         """
+        if isinstance(X, SparseRows):
+            return self.sparse.loss_and_gradients(layers, X, Y, activation, rows)
         import numba
 
         f, lay = self.f, self.layout
@@ -220,3 +236,9 @@ class NumbaBackend(Backend):
 
     def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.k.sgd_update(param.reshape(-1), grad.reshape(-1), self.dtype.type(lr))
+
+    # -- the sparse first layer (backends/numba_sparse_path.py) -----------------------------------
+    # ``first_layer``: "auto" (by the inputs' density), "sparse" or "dense". ``input_array`` compresses
+    # mostly-zero inputs; ``loss_and_gradients`` and the products above hand compressed rows to it.
+    def first_layer_path(self, X: Any) -> tuple[str, str]:
+        return self.sparse.path(X, self.first_layer)

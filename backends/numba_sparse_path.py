@@ -1,0 +1,159 @@
+"""The host side of the ``numba`` backend's sparse first layer: when it is taken and why, its
+buffers, and the calls into :mod:`backends.numba_sparse`.
+
+The choice is made once, when data is prepared (``NumbaBackend.input_array``): with
+``first_layer="auto"`` the backend counts the inputs' nonzeros and compresses them
+(:class:`~backends.numba_sparse_rows.SparseRows`) when their share is below
+:data:`SPARSE_BELOW`, where the sparse pass measured faster than the dense one on this machine.
+``"sparse"`` and ``"dense"`` force either. A SciPy CSR matrix is taken as it is unless
+``"dense"`` is forced. :meth:`SparseFirstLayer.path` says which path a prepared input takes and
+why (what ``netcore train`` prints).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .numba_sparse_rows import SparseRows, is_csr
+
+#: Lanes of the sparse pass's vectors (numba_sparse_lanes.LANES, without importing Numba here).
+LANES = 16
+
+#: The ways a backend may run the first layer: chosen by the inputs' density, or forced.
+FIRST_LAYER = ("auto", "sparse", "dense")
+
+#: Below this share of nonzero inputs ``auto`` takes the sparse path. Measured on 2 cores of an
+#: AMD EPYC (Zen 5, AVX-512), 784-16-16-10 tanh, float32, full batch of 60,000: see
+#: ``benchmarks/test_sparse.py::test_crossover`` and the README's "Sparse first layer".
+SPARSE_BELOW = 0.35
+
+#: Samples per chunk of the sparse pass.
+CHUNK = 512
+
+
+def check_first_layer(value: Any) -> str:
+    """``value`` if it is one of :data:`FIRST_LAYER`, else a ValueError naming them."""
+    if value not in FIRST_LAYER:
+        raise ValueError(f"unknown first_layer {value!r}; choose one of {', '.join(FIRST_LAYER)}")
+    return value
+
+
+def policy() -> str:
+    """The rule ``auto`` follows, in words (for ``netcore info``)."""
+    return f"auto: sparse below {SPARSE_BELOW:.0%} nonzero inputs, else dense (first_layer='sparse' or 'dense' forces either)"
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class _Compiled(NamedTuple):
+    """The key under which the backend's first-call notice remembers a compiled kernel."""
+
+    name: str
+
+
+class SparseFirstLayer:
+    """The sparse path of one :class:`~backends.numba_backend.NumbaBackend`: its choice, its
+    buffers (reused by every call of the same shape, as the dense pass's are) and its calls."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.dtype = backend.dtype
+        self._workspaces: dict[tuple, tuple] = {}
+
+    # -- the choice ------------------------------------------------------------------------
+    def prepare(self, X: Any, first_layer: str) -> np.ndarray | SparseRows:
+        """Host inputs (already converted by the backend, or a SciPy CSR matrix, which the backend
+        densifies first only where ``"dense"`` is forced) -> the form the first layer reads: the
+        array as it is, or its compressed rows."""
+        if is_csr(X):
+            return SparseRows.from_csr(X, self.dtype, "the input is a SciPy CSR matrix, taken as it is")
+        if first_layer == "dense" or X.size == 0:
+            return X
+        if first_layer == "sparse":
+            return SparseRows.from_dense(X, reason="forced: first_layer='sparse'")
+        density = np.count_nonzero(X) / X.size
+        if density >= SPARSE_BELOW:
+            return X
+        return SparseRows.from_dense(X, reason=_auto_reason(density))
+
+    def path(self, X: Any, first_layer: str) -> tuple[str, str]:
+        """``(path, reason)`` for prepared inputs: ``"sparse"`` or ``"dense"``, and why."""
+        if isinstance(X, SparseRows):
+            return "sparse", X.reason
+        if first_layer == "dense":
+            return "dense", "forced: first_layer='dense'"
+        return "dense", _auto_reason(np.count_nonzero(X) / max(1, X.size))
+
+    # -- the fused pass ----------------------------------------------------------------------
+    def loss_and_gradients(self, layers: list, S: SparseRows, Y: np.ndarray, activation: str, rows: np.ndarray | None) -> tuple:
+        """The whole batch gradient over compressed rows; the same contract (and buffer reuse)
+        as the dense pass, ``NumbaBackend.loss_and_gradients``."""
+        import numba
+
+        from . import numba_layout as lay
+        from . import numba_sparse as kernels
+
+        backend, dtype = self.backend, self.dtype
+        sizes = (S.shape[1], *(W.shape[0] for W, _ in layers))
+        rows = np.arange(len(S)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        n, threads = len(rows), numba.get_num_threads()
+        chunk = max(LANES, min(CHUNK, _round_up(-(-n // threads), LANES)))  # whole 16 x 16 blocks (see _transpose)
+        key = (threads, sizes, chunk)
+        if key not in self._workspaces:
+            flat = lay.FlatLayout.of(sizes)
+            d, hp = sizes[0], _round_up(sizes[1], LANES)
+            _, G, ACT, DZ, SM = lay.workspace(threads, sizes, chunk, dtype)  # the dense pass's, less its input rows
+            W1T = lay.aligned_empty((d + 1, hp), dtype)  # and the bias
+            W1T[:] = 0  # the padding columns stay 0
+            buffers = (W1T, lay.aligned_empty((threads, chunk * hp), dtype), lay.aligned_empty((threads, d * hp), dtype), G, ACT, DZ, SM)
+            self._workspaces[key] = (flat, buffers, lay.aligned_empty(flat.size - flat.first_weights, dtype), lay.aligned_empty(flat.size, dtype), {})
+        flat, (W1T, ZC, G1T, G, ACT, DZ, SM), params, grad, logits_by_n = self._workspaces[key]
+        flat.pack_after_first(layers, params)
+        if n not in logits_by_n:
+            if len(logits_by_n) >= 4:  # a few batch sizes recur (full, batch_size, the last partial batch)
+                logits_by_n.clear()
+            logits_by_n[n] = lay.aligned_empty((sizes[-1], n), dtype)
+        ZT = logits_by_n[n]
+        loss = backend._first_call_notice(
+            _Compiled(f"sparse {S.dtype.name} ({S.indices.dtype.name} columns)"),
+            kernels.loss_and_gradients,
+            S.values, S.indices, S.indptr, backend._scale_of(S), rows, Y, np.ascontiguousarray(layers[0][0], dtype=dtype), W1T, params,
+            np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
+            backend._kind(activation), dtype == np.float32, chunk, ZC, G1T, G, ACT, DZ, SM, grad, ZT,
+        )
+        return loss, flat.unpack(grad, layers), ZT.T
+
+    # -- the op-by-op products (prediction and evaluation) ---------------------------------------
+    def matmul_nt(self, S: SparseRows, W: np.ndarray) -> np.ndarray:
+        """``S @ W.T``: the first layer's product alone, ``(n, out)``."""
+        from . import numba_sparse as kernels
+
+        h, d = W.shape
+        hp = _round_up(h, LANES)
+        W1T = np.zeros((d + 1, hp), self.dtype)  # no bias: its row stays 0
+        W1T[:d, :h] = W.T * self.backend._scale_of(S)
+        out = np.empty((len(S), hp), self.dtype)
+        kernels.products_nt(S.values, S.indices, S.indptr, np.arange(len(S)), W1T, out)
+        return out if hp == h else np.ascontiguousarray(out[:, :h])
+
+    def matmul_tn(self, A: np.ndarray, S: SparseRows) -> np.ndarray:
+        """``A.T @ S``: the first layer's weight gradient alone, ``(out, d)``."""
+        from . import numba_sparse as kernels
+
+        n, h = A.shape
+        hp = _round_up(h, LANES)
+        dZ = np.zeros((n, hp), self.dtype)
+        dZ[:, :h] = A
+        G1T = np.zeros((S.shape[1], hp), self.dtype)
+        kernels.products_tn(S.values, S.indices, S.indptr, np.arange(n), dZ, G1T)
+        return np.ascontiguousarray(G1T[:, :h].T) * self.backend._scale_of(S)
+
+
+def _auto_reason(density: float) -> str:
+    side = "below" if density < SPARSE_BELOW else "at or above"
+    path = "sparse" if density < SPARSE_BELOW else "dense"
+    return f"auto: {density:.1%} of the inputs are nonzero, {side} the {SPARSE_BELOW:.0%} where the sparse pass starts to pay here; {path}"
