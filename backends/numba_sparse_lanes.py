@@ -182,10 +182,10 @@ def _transpose_masks(n: int) -> list[tuple[list[int], list[int]]]:
 
 
 @intrinsic
-def transpose16(typingctx, src, src_start, src_stride, dst, dst_start, dst_stride):
-    """Write the transpose of a ``LANES x LANES`` block: ``dst[dst_start + j * dst_stride + k]
-    = src[src_start + k * src_stride + j]``, all in registers (4 stages of 16 two-vector
-    shuffles), where a loop of single numbers cost 5% of the sparse step."""
+def transpose16(typingctx, src, src_start, src_stride, dst, dst_start, dst_stride, scale):
+    """Write the transpose of a ``LANES x LANES`` block, times ``scale``: ``dst[dst_start + j *
+    dst_stride + k] = scale * src[src_start + k * src_stride + j]``, all in registers (4 stages
+    of 16 two-vector shuffles), where a loop of single numbers cost 5% of the sparse step."""
 
     def codegen(context, builder, sig, args):
         rows = [builder.load(_address(context, builder, sig.args[0], args[0], builder.add(args[1], builder.mul(args[2], args[2].type(k)))))
@@ -200,9 +200,29 @@ def transpose16(typingctx, src, src_start, src_stride, dst, dst_start, dst_strid
                     out[i] = builder.shuffle_vector(rows[i], rows[i + h], low)
                     out[i + h] = builder.shuffle_vector(rows[i], rows[i + h], high)
             rows = out
+        factor = _broadcast(builder, args[6], rows[0].type)
         for k, row in enumerate(rows):
+            row = builder.fmul(row, factor)
             stored = builder.store(row, _address(context, builder, sig.args[3], args[3], builder.add(args[4], builder.mul(args[5], args[5].type(k)))))
             stored.align = dst.dtype.bitwidth // 8
         return context.get_dummy_value()
 
-    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp), codegen
+    if not (src.dtype == dst.dtype == scale):
+        return None
+    return types.void(src, types.intp, types.intp, dst, types.intp, types.intp, scale), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, start):
+    """Ask the CPU to fetch the cache line of ``arr[start]`` into L2 (as numba_intrinsics'
+    prefetch, for arrays of any type: the pointer is cast to what the module's declaration of
+    ``llvm.prefetch`` takes, whichever kernel declared it first)."""
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        ptr = builder.gep(data, [args[1]])
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), _I32, _I32, _I32]), "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, fn.function_type.args[0]), _I32(0), _I32(2), _I32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, types.intp), codegen

@@ -89,7 +89,10 @@ def chunk_rows(request, monkeypatch):
     return request.param
 
 
-NETWORKS = [([784, 16, 16, 10], "tanh"), ([13, 7, 5, 3], "relu"), ([40, 37, 3], "sigmoid"), ([6, 9, 2], "sigmoid"), ([5, 4], "tanh"), ([30, 33, 17, 4], "relu")]
+NETWORKS = [
+    ([784, 16, 16, 10], "tanh"), ([13, 7, 5, 3], "relu"), ([40, 37, 3], "sigmoid"), ([6, 9, 2], "sigmoid"), ([5, 4], "tanh"),
+    ([30, 33, 17, 4], "relu"), ([50, 100, 10], "relu"), ([20, 70, 3], "tanh"),  # 100, 70: four blocks of 16 at once, then one
+]
 
 
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.2, 0.5, 1.0])
@@ -122,7 +125,7 @@ def test_sparse_matches_generic_in_both_dtypes_and_input_kinds(name, threads, dt
 
 @settings(max_examples=25, deadline=None)
 @given(
-    widths=st.lists(st.integers(1, 40), min_size=2, max_size=4),
+    widths=st.lists(st.integers(1, 150), min_size=2, max_size=4),
     n=st.integers(1, 70),
     density=st.floats(0, 1),
     activation=st.sampled_from(list(backends.ACTIVATIONS)),
