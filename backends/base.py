@@ -8,7 +8,7 @@ overrides only the ops it can do better.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -247,7 +247,13 @@ class Backend:
 
     # -- the first layer's path ------------------------------------------------------------
     # A backend may run the first layer over compressed rows where the inputs are mostly zero
-    # (numba: backends/numba_sparse_path.py); what it chose is printed by ``netcore train``.
+    # (numba: backends/numba_sparse_path.py), chosen when a network's data is prepared; what it
+    # chose is printed by ``netcore train``.
+    def prepare_inputs(self, X: Any, layer_sizes: Sequence[int], batch_size: int | None = None) -> Any:
+        """Validated host inputs -> what the steps of a network of ``layer_sizes`` read, in batches
+        of ``batch_size`` rows (None: all at once). By default :meth:`input_array`."""
+        return self.input_array(X)
+
     def first_layer_path(self, X: Any) -> tuple[str, str]:
         """``(path, reason)`` for inputs prepared by :meth:`input_array`: ``"dense"`` or
         ``"sparse"``, and why that path runs."""

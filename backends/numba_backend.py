@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, activation_code
-from .numba_sparse_path import SparseFirstLayer, check_first_layer, policy
+from .numba_sparse_choice import check_first_layer, policy
+from .numba_sparse_path import SparseFirstLayer
 from .numba_sparse_rows import SparseRows, is_csr
 
 log = logging.getLogger("netcore")
@@ -112,12 +113,8 @@ class NumbaBackend(Backend):
 
     def input_array(self, X: np.ndarray) -> np.ndarray | SparseRows:
         # uint8 images stay uint8 (a quarter of float32's bytes); the kernels scale by 1/255.
-        # Then the sparse first layer's hook (below) compresses them where that pays.
-        if is_csr(X) and self.first_layer == "dense":
-            X = X.toarray()  # the one case a CSR matrix is densified: asked for
-        if not is_csr(X):
-            X = np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
-        return self.sparse.prepare(X, self.first_layer)
+        # A SciPy CSR matrix stays compressed (the sparse first layer's hook, below).
+        return self.prepare_inputs(X)
 
     def _scale_of(self, X: np.ndarray):
         return self.dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
@@ -238,7 +235,14 @@ class NumbaBackend(Backend):
         self.k.sgd_update(param.reshape(-1), grad.reshape(-1), self.dtype.type(lr))
 
     # -- the sparse first layer (backends/numba_sparse_path.py) -----------------------------------
-    # ``first_layer``: "auto" (by the inputs' density), "sparse" or "dense". ``input_array`` compresses
-    # mostly-zero inputs; ``loss_and_gradients`` and the products above hand compressed rows to it.
+    # ``first_layer``: "auto" (by the inputs' density), "sparse" or "dense". ``prepare_inputs``
+    # compresses mostly-zero inputs; ``loss_and_gradients`` and the products above hand them to it.
+    def prepare_inputs(self, X: Any, layer_sizes: Any = None, batch_size: int | None = None) -> np.ndarray | SparseRows:
+        if is_csr(X) and self.first_layer == "dense":
+            X = X.toarray()  # the one case a CSR matrix is densified: asked for
+        if not is_csr(X):
+            X = np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+        return self.sparse.prepare(X, self.first_layer, layer_sizes, batch_size)
+
     def first_layer_path(self, X: Any) -> tuple[str, str]:
         return self.sparse.path(X, self.first_layer)

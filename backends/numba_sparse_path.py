@@ -1,48 +1,31 @@
-"""The host side of the ``numba`` backend's sparse first layer: when it is taken and why, its
-buffers, and the calls into :mod:`backends.numba_sparse`.
+"""The host side of the ``numba`` backend's sparse first layer: the choice, made once per fit
+when data is prepared, its buffers, and the calls into :mod:`backends.numba_sparse`.
 
-The choice is made once, when data is prepared (``NumbaBackend.input_array``): with
-``first_layer="auto"`` the backend counts the inputs' nonzeros and compresses them
-(:class:`~backends.numba_sparse_rows.SparseRows`) when their share is below
-:data:`SPARSE_BELOW`, where the sparse pass measured faster than the dense one on this machine.
-``"sparse"`` and ``"dense"`` force either. A SciPy CSR matrix is taken as it is unless
-``"dense"`` is forced. :meth:`SparseFirstLayer.path` says which path a prepared input takes and
-why (what ``netcore train`` prints).
+With ``first_layer="auto"`` a network's inputs are counted and compressed
+(:class:`~backends.numba_sparse_rows.SparseRows`) when their share of nonzeros is below the
+crossover measured for the network's first layer and batch size
+(:mod:`backends.numba_sparse_choice`); ``"sparse"`` and ``"dense"`` force either. A SciPy CSR
+matrix is taken as it is unless ``"dense"`` is forced. :meth:`SparseFirstLayer.path` says which
+path prepared inputs take and why (what ``netcore train`` prints).
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from .numba_sparse_choice import choose
 from .numba_sparse_rows import SparseRows, is_csr
 
 #: Lanes of the sparse pass's vectors (numba_sparse_lanes.LANES, without importing Numba here).
 LANES = 16
 
-#: The ways a backend may run the first layer: chosen by the inputs' density, or forced.
-FIRST_LAYER = ("auto", "sparse", "dense")
-
-#: Below this share of nonzero inputs ``auto`` takes the sparse path. Measured on 2 cores of an
-#: AMD EPYC (Zen 5, AVX-512), 784-16-16-10 tanh, float32, full batch of 60,000: see
-#: ``benchmarks/test_sparse.py::test_crossover`` and the README's "Sparse first layer".
-SPARSE_BELOW = 0.35
-
-#: Samples per chunk of the sparse pass.
+#: Samples per chunk of the sparse pass: measured best of 128-2,048 for the tutorial's network
+#: (the small layers above the first run along a chunk's samples, and like long chunks).
 CHUNK = 512
-
-
-def check_first_layer(value: Any) -> str:
-    """``value`` if it is one of :data:`FIRST_LAYER`, else a ValueError naming them."""
-    if value not in FIRST_LAYER:
-        raise ValueError(f"unknown first_layer {value!r}; choose one of {', '.join(FIRST_LAYER)}")
-    return value
-
-
-def policy() -> str:
-    """The rule ``auto`` follows, in words (for ``netcore info``)."""
-    return f"auto: sparse below {SPARSE_BELOW:.0%} nonzero inputs, else dense (first_layer='sparse' or 'dense' forces either)"
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -74,22 +57,29 @@ class SparseFirstLayer:
         self.backend = backend
         self.dtype = backend.dtype
         self._workspaces: dict[tuple, tuple] = {}
+        # why inputs prepared for the dense path took it (a SparseRows carries its own reason)
+        self._reasons: dict[int, tuple[weakref.ref, str]] = {}
 
     # -- the choice ------------------------------------------------------------------------
-    def prepare(self, X: Any, first_layer: str) -> np.ndarray | SparseRows:
-        """Host inputs (already converted by the backend, or a SciPy CSR matrix, which the backend
-        densifies first only where ``"dense"`` is forced) -> the form the first layer reads: the
-        array as it is, or its compressed rows."""
+    def prepare(self, X: Any, first_layer: str, layer_sizes: Sequence[int] | None = None, batch_size: int | None = None) -> np.ndarray | SparseRows:
+        """Host inputs (converted by the backend, or a SciPy CSR matrix, which the backend densifies
+        first only where ``"dense"`` is forced) -> the form the first layer reads: the array as it
+        is, or its compressed rows. ``"auto"`` needs the network (``layer_sizes``) to choose for;
+        without one the array stays as it is."""
         if is_csr(X):
             return SparseRows.from_csr(X, self.dtype, "the input is a SciPy CSR matrix, taken as it is")
-        if first_layer == "dense" or X.size == 0:
+        if first_layer == "dense":
             return X
         if first_layer == "sparse":
             return SparseRows.from_dense(X, reason="forced: first_layer='sparse'")
-        density = np.count_nonzero(X) / X.size
-        if density >= SPARSE_BELOW:
+        if layer_sizes is None:
             return X
-        return SparseRows.from_dense(X, reason=_auto_reason(density))
+        path, reason = choose(np.count_nonzero(X) / max(1, X.size), layer_sizes[1], self.dtype.name, len(X), batch_size)
+        if path == "sparse":
+            return SparseRows.from_dense(X, reason=reason)
+        self._reasons = {key: entry for key, entry in self._reasons.items() if entry[0]() is not None}
+        self._reasons[id(X)] = (weakref.ref(X), reason)
+        return X
 
     def path(self, X: Any, first_layer: str) -> tuple[str, str]:
         """``(path, reason)`` for prepared inputs: ``"sparse"`` or ``"dense"``, and why."""
@@ -97,7 +87,10 @@ class SparseFirstLayer:
             return "sparse", X.reason
         if first_layer == "dense":
             return "dense", "forced: first_layer='dense'"
-        return "dense", _auto_reason(np.count_nonzero(X) / max(1, X.size))
+        ref, reason = self._reasons.get(id(X), (None, None))
+        if ref is not None and ref() is X:
+            return "dense", reason
+        return "dense", "auto: prepared without a network to choose for"
 
     # -- the fused pass ----------------------------------------------------------------------
     def loss_and_gradients(self, layers: list, S: SparseRows, Y: np.ndarray, activation: str, rows: np.ndarray | None) -> tuple:
@@ -162,9 +155,3 @@ class SparseFirstLayer:
         G1T = np.zeros((S.shape[1], hp), self.dtype)
         kernels.products_tn(S.values, S.indices, S.indptr, np.arange(n), dZ, h, G1T)
         return np.ascontiguousarray(G1T[:, :h].T) * self.backend._scale_of(S)
-
-
-def _auto_reason(density: float) -> str:
-    side = "below" if density < SPARSE_BELOW else "at or above"
-    path = "sparse" if density < SPARSE_BELOW else "dense"
-    return f"auto: {density:.1%} of the inputs are nonzero, {side} the {SPARSE_BELOW:.0%} where the sparse pass starts to pay here; {path}"

@@ -213,12 +213,14 @@ class MLP:
         return net
 
     # -- data -------------------------------------------------------------------------
-    def prepare(self, X: Any, y: Any = None) -> Batch:
-        """Validate host data and move it to the backend once."""
+    def prepare(self, X: Any, y: Any = None, batch_size: int | None = None) -> Batch:
+        """Validate host data and move it to the backend once, in the form this network's steps
+        read best in batches of ``batch_size`` rows (None: all at once; the numba backend
+        compresses mostly-zero inputs where that pays)."""
         X = check_X(X, self.n_features)
         labels = None if y is None else check_labels(y, len(X), self.n_classes)
         Y = None if labels is None else self.backend.one_hot(labels, self.n_classes)
-        return Batch(self.backend.input_array(X), Y, labels)
+        return Batch(self.backend.prepare_inputs(X, self.layer_sizes, batch_size), Y, labels)
 
     # -- backend-level steps (data already prepared) -------------------------------------
     def loss_and_gradients(self, X: Any, Y: Any, rows: np.ndarray | None = None) -> tuple[Any, Layers, Any]:

@@ -140,7 +140,7 @@ class Trainer:
         """Train until ``epochs`` epochs are done in all (Keras' meaning: a trainer restored from a
         checkpoint at epoch 6 and asked for 10 runs 4 more). Returns the history."""
         self.target_epochs = epochs = _positive_int(epochs, "epochs")
-        data = self.net.prepare(X, y)
+        data = self.net.prepare(X, y, batch_size=self.batch_size)
         val = None if validation_data is None else self.net.prepare(*validation_data)
         self.stop_training = False
         self._batch_callbacks = [cb.on_batch_end for cb in callbacks if hasattr(cb, "on_batch_end")]

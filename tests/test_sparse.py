@@ -220,22 +220,47 @@ def test_all_zero_rows_and_an_all_zero_batch(name, threads):
 
 
 def test_auto_takes_the_sparse_path_below_the_measured_density_and_says_why(name):
-    from backends import numba_sparse_path
+    from backends.numba_sparse_choice import sparse_below
     from backends.numba_sparse_rows import SparseRows
 
     net = numba_net([784, 16, 10])
-    threshold = numba_sparse_path.SPARSE_BELOW
-    below, above = images(50, 784, threshold * 0.6, seed=1), images(50, 784, min(1, threshold * 1.5), seed=1)
+    n = 2000
+    threshold = sparse_below(16, "float32", n)
+    below, above = images(n, 784, threshold * 0.7, seed=1), images(n, 784, min(1, threshold * 1.4), seed=1)
     assert np.count_nonzero(below) / below.size < threshold <= np.count_nonzero(above) / above.size
     S = net.prepare(below).X
     assert isinstance(S, SparseRows)
     path, reason = net.backend.first_layer_path(S)
-    assert path == "sparse" and reason.startswith("auto: ") and f"{threshold:.0%}" in reason
+    assert path == "sparse" and reason.startswith("auto: ") and f"below the {threshold:.0%}" in reason
+    assert "first layer of 16 neurons in batches of 2,000 (float32)" in reason
     D = net.prepare(above).X
     assert isinstance(D, np.ndarray) and D.dtype == np.uint8
     path, reason = net.backend.first_layer_path(D)
     assert path == "dense" and reason.startswith("auto: ") and "at or above" in reason
+    # mini-batches: a lower crossover, which the trainer's batch size reaches prepare with
+    assert sparse_below(16, "float32", n, batch_size=32) < threshold
+    between = images(n, 784, sparse_below(16, "float32", n, batch_size=32) * 1.3, seed=2)
+    assert isinstance(net.prepare(between).X, SparseRows)
+    assert isinstance(net.prepare(between, batch_size=32).X, np.ndarray)
+    assert "in batches of 32" in net.backend.first_layer_path(net.prepare(between, batch_size=32).X)[1]
     assert "first layer" in net.backend.describe()
+    # without a network to choose for, input_array leaves dense arrays dense
+    assert isinstance(net.backend.input_array(below), np.ndarray)
+
+
+def test_the_measured_rule_follows_the_costs(name):
+    """Narrower than a whole vector of 16 lanes costs the sparse pass as much as 16 (not the dense
+    pass); a step's fixed costs and shuffled rows weigh on it; float64 pays less."""
+    from backends.numba_sparse_choice import MINI_BATCH, sparse_below
+
+    full = sparse_below(16, "float32", 60_000)
+    assert sparse_below(10, "float32", 60_000) == pytest.approx(full * 10 / 16)
+    assert sparse_below(4, "float32", 60_000) < sparse_below(8, "float32", 60_000) < full
+    assert sparse_below(512, "float32", 60_000) < sparse_below(64, "float32", 60_000) < full
+    assert sparse_below(16, "float64", 60_000) < full
+    assert sparse_below(16, "float32", 60_000, 200) == pytest.approx(full * MINI_BATCH[200])
+    assert sparse_below(16, "float32", 60_000, 32) < sparse_below(16, "float32", 60_000, 64) < sparse_below(16, "float32", 60_000, 200)
+    assert sparse_below(16, "float32", 100) < full  # a small whole batch: its fixed costs weigh
 
 
 def test_either_path_can_be_forced(name):
@@ -248,6 +273,20 @@ def test_either_path_can_be_forced(name):
     assert forced_sparse.backend.first_layer_path(forced_sparse.prepare(dense_data).X) == ("sparse", "forced: first_layer='sparse'")
     assert isinstance(forced_dense.prepare(sparse_data).X, np.ndarray)
     assert forced_dense.backend.first_layer_path(forced_dense.prepare(sparse_data).X) == ("dense", "forced: first_layer='dense'")
+
+
+def test_trainer_prepares_for_its_batch_size(name):
+    from backends.numba_sparse_choice import sparse_below
+
+    n = 2000
+    X = images(n, 64, sparse_below(16, "float32", n, batch_size=32) * 1.3, seed=3)
+    y = np.arange(n) % 4
+    seen = []
+    net = numba_net([64, 16, 4])
+    prepare = net.prepare
+    net.prepare = lambda *a, **k: seen.append(k.get("batch_size")) or prepare(*a, **k)
+    Trainer(net, lr=0.1, batch_size=32).fit(X, y, epochs=1)
+    assert seen == [32]
 
 
 def test_an_unknown_first_layer_is_refused_with_the_choices(name):
