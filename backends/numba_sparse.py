@@ -5,19 +5,22 @@ chunk is in cache, every thread taking every T-th chunk), with the first layer's
 over each sample's nonzero inputs only (:class:`~backends.numba_sparse_rows.SparseRows`):
 
 - forward: a sample's pre-activations are the sum, over its nonzero inputs, of value times
-  that input's weight row. The weights are read transposed, ``W1T (d, hp)``: row i holds input
-  i's weights to the ``h1`` neurons, padded with zeros to ``hp`` (a multiple of 16), so each
-  nonzero adds one or a few 16-lane vectors (:mod:`backends.numba_sparse_lanes`). Four running
-  sums per sample hide the multiply-add's latency.
+  that input's weight row. The weights are read transposed, ``W1T (d + 1, hp)``: row i holds
+  input i's weights to the ``h1`` neurons (the last row the bias), so each nonzero adds one
+  16-lane vector per 16 neurons (:mod:`backends.numba_sparse_lanes`).
 - weight gradient: each nonzero adds value times the sample's dZ vector into its input's row of
   a per-thread ``G1T (d, hp)``; the rows of inputs that are zero are never touched. The threads'
   G1T are summed and transposed into the flat gradient's ``W1 (h1, d)`` at the end.
 
-Everything above the first layer's product is the dense pass's own code (``_above_first``), so
-the two paths differ only where the products do. uint8 values are converted as they are read,
-and their 1/255 is folded into W1T (and applied to the weight gradient once, at the end): a
-table of the 256 floats measured 13% slower in the forward product (one more load per nonzero,
-and loads are what this loop runs out of).
+Both go 16 neurons at a time over all the chunk's samples, so that those neurons' column of W1T
+or G1T stays in L1; rows are ``hp`` apart, an odd number of cache lines
+(``numba_sparse_path.row_width``). Everything above the first layer's product is the dense
+pass's own code (``_above_first``), so the two paths differ only where the products do; the
+chunk's sums and dZ cross between the sample-major vectors and that code's feature-major rows
+in 16 x 16 register transposes. uint8 values are converted as they are read, their 1/255 folded
+into W1T (and applied to the weight gradient once, at the end): a table of the 256 floats
+measured 13% slower in the forward product (one more load per nonzero, and loads are what this
+loop runs out of).
 """
 
 from __future__ import annotations
@@ -44,10 +47,10 @@ def loss_and_gradients(values, indices, indptr, scale, rows, Y, W1, W1T, params,
 
     As :func:`backends.numba_fused.loss_and_gradients`, with: ``scale`` what the values are
     multiplied by (1/255 for uint8 intensities, else 1); ``W1`` the first layer's weights
-    ``(h1, d)``, copied into ``W1T`` (``(d, hp)``, times ``scale``, its padding columns zero) on
-    entry; per-thread scratch ``ZC``
-    (``(threads, chunk * hp)``: a chunk's sums, then its dZ, sample-major) and ``G1T``
-    (``(threads, d * hp)``); ``G, ACT, DZ, SM`` as the dense pass's workspace.
+    ``(h1, d)``, copied into ``W1T`` (``(d + 1, hp)``, times ``scale``, then the bias; its
+    padding columns zero) on entry; per-thread scratch ``ZC`` (``(threads, chunk * hp)``: a
+    chunk's sums, then its dZ, sample-major) and ``G1T`` (``(threads, d * hp)``);
+    ``G, ACT, DZ, SM`` as the dense pass's workspace; ``chunk`` a multiple of 16.
     """
     n = rows.shape[0]
     L = len(sizes) - 1

@@ -1,11 +1,13 @@
-"""Sixteen-lane vectors for the sparse pass: one Numba type and the five operations it needs.
+"""Sixteen-lane vectors for the sparse pass: one Numba type and the few operations it needs.
 
 The sparse first layer adds a weight row (16 neurons) for each nonzero input into a sample's
 sums. Written as plain loops, LLVM cannot keep those sums in registers: Numba tells it nothing
 about aliasing, so the sums make a round trip through memory per nonzero, and with ``reassoc``
 the loop vectoriser gathers along the nonzeros instead (measured 4-5x slower on MNIST than
 these vectors). :class:`Lanes` is an LLVM ``<16 x float>`` value (or double), which LLVM keeps
-in a register (or two) across the loop. Everything here is inlined; nothing checks bounds.
+in a register (or two) across the loop. Besides loads, stores and arithmetic: four numbers read
+at once (:func:`load4`, :func:`splat4`), a 16 x 16 transpose in registers, and a prefetch.
+Everything here is inlined; nothing checks bounds.
 """
 
 from __future__ import annotations
