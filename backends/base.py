@@ -9,7 +9,7 @@ overrides only the ops it can do better.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -343,6 +343,21 @@ class Backend:
         recorded step again, ordered after all work queued before it, and returns its results.
         Only where :meth:`capture_limits` is empty."""
         raise NotImplementedError(" ".join(self.capture_limits(full_batch=True, stateless=True, l2=0.0)))
+
+    # -- the first layer's path ------------------------------------------------------------
+    # A backend may run the first layer over compressed rows where the inputs are mostly zero
+    # (numba: backends/numba_sparse_path.py), chosen when a network's data is prepared; what it
+    # chose is printed by ``netcore train``.
+    def prepare_inputs(self, X: Any, layer_sizes: Sequence[int], batch_size: int | None = None) -> Any:
+        """Validated host inputs -> what the steps of a network of ``layer_sizes`` read, in batches
+        of ``batch_size`` rows (None: all at once). By default :meth:`sparse_input` for SciPy sparse
+        inputs and :meth:`input_array` for the others."""
+        return self.sparse_input(X) if is_sparse(X) else self.input_array(X)
+
+    def first_layer_path(self, X: Any) -> tuple[str, str]:
+        """``(path, reason)`` for inputs prepared by :meth:`input_array`: ``"dense"`` or
+        ``"sparse"``, and why that path runs."""
+        return "dense", f"the {self.name} backend has one first-layer path"
 
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 
 from .base import IDENTITY, Backend, activation_code, check_dtype, is_sparse
+from .numba_sparse_choice import check_first_layer, policy
+from .numba_sparse_path import SparseFirstLayer
+from .numba_sparse_rows import SparseRows, is_csr
 
 log = logging.getLogger("netcore")
 
@@ -87,8 +90,10 @@ class NumbaBackend(Backend):
         return False, (f"its kernels are not compiled yet: about {cls.COLD_COMPILE_S:.0f} s, against about {numpy_s:.2g} s "
                        f"for this run's {work / 1e9:.3g} GFLOP on numpy")
 
-    def __init__(self, dtype: Any = "float64") -> None:
+    def __init__(self, dtype: Any = "float64", first_layer: str = "auto") -> None:
         super().__init__(dtype)
+        self.first_layer = check_first_layer(first_layer)  # see the sparse first layer's hook below
+        self.sparse = SparseFirstLayer(self)
         self._kernels = None
         self._fused = None
         self._workspaces: dict[tuple, tuple] = {}
@@ -137,6 +142,7 @@ class NumbaBackend(Backend):
             "threading layer": numba.config.THREADING_LAYER,
             "vector ISA": f"{self.isa.name} ({self.isa.vector_bytes}-byte vectors, {self.isa.registers} registers)",
             "BLAS threads": blas_spin_state(),
+            "first layer": f"{self.first_layer} ({policy()})",
         }
 
     def _kind(self, kind: str) -> int:
@@ -153,18 +159,23 @@ class NumbaBackend(Backend):
         out[...] = x
         return out
 
-    def input_array(self, X: np.ndarray) -> np.ndarray:
+    def input_array(self, X: np.ndarray) -> np.ndarray | SparseRows:
         # uint8 images stay uint8 (a quarter of float32's bytes); the kernels scale by 1/255.
-        return np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+        # A SciPy CSR matrix stays compressed (the sparse first layer's hook, below).
+        return self.prepare_inputs(X)
 
     def _scale_of(self, X: np.ndarray):
         return self.dtype.type(1 / 255 if X.dtype == np.uint8 else 1)
 
     def matmul_nt(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if isinstance(a, SparseRows):
+            return self.sparse.matmul_nt(a, b)
         # uint8 inputs reach the op-by-op path only for prediction; scale a float copy there.
         return (self.input_array_float(a) if a.dtype == np.uint8 else a) @ b.T
 
     def matmul_tn(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if isinstance(b, SparseRows):
+            return self.sparse.matmul_tn(a, b)
         if is_sparse(b):  # the sparse first layer: the contract's product
             return super().matmul_tn(a, b)
         return a.T @ (self.input_array_float(b) if b.dtype == np.uint8 else b)
@@ -205,6 +216,10 @@ class NumbaBackend(Backend):
         The gradients and logits live in buffers reused by the next call of the same shape (so a
         mini-batch step allocates nothing), as the contract allows.
         """
+        if isinstance(X, SparseRows):
+            if output == "softmax" and weights is None and self._kind(activation) != IDENTITY:
+                return self.sparse.loss_and_gradients(layers, X, Y, activation, rows)
+            X = X.to_csr(self.dtype)  # what the sparse pass does not cover runs on SciPy CSR (converted once)
         if output != "softmax" or weights is not None or self._kind(activation) == IDENTITY or is_sparse(X):
             return super().loss_and_gradients(layers, X, Y, activation, rows, generic, output, weights)
         import numba
@@ -281,3 +296,18 @@ class NumbaBackend(Backend):
 
     def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.k.sgd_update(param.reshape(-1), grad.reshape(-1), self.dtype.type(lr))
+
+    # -- the sparse first layer (backends/numba_sparse_path.py) -----------------------------------
+    # ``first_layer``: "auto" (by the inputs' density), "sparse" or "dense". ``prepare_inputs``
+    # compresses mostly-zero inputs; ``loss_and_gradients`` and the products above hand them to it.
+    def prepare_inputs(self, X: Any, layer_sizes: Any = None, batch_size: int | None = None) -> np.ndarray | SparseRows:
+        if is_sparse(X) and not is_csr(X):
+            X = X.tocsr()  # other SciPy formats: the sparse pass reads rows
+        if is_csr(X) and self.first_layer == "dense":
+            X = X.toarray()  # the one case a CSR matrix is densified: asked for
+        if not is_csr(X):
+            X = np.ascontiguousarray(X) if X.dtype == np.uint8 else self.asarray(X)
+        return self.sparse.prepare(X, self.first_layer, layer_sizes, batch_size)
+
+    def first_layer_path(self, X: Any) -> tuple[str, str]:
+        return self.sparse.path(X, self.first_layer)

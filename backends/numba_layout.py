@@ -81,18 +81,31 @@ def stride(chunk: int) -> int:
 def workspace(threads, sizes, chunk, dtype):
     """Scratch for the fused pass, allocated once and reused every call. Zeroed, so the padding
     that the products run over holds numbers from the start."""
-    d, h1, widths = sizes[0], sizes[1], sizes[1:]
-    n_params = FlatLayout.of(sizes).size
-    cs = stride(chunk)
+    d, h1 = sizes[0], sizes[1]
     shapes = (
         (d, padded(h1, dtype)),  # W¹ transposed, its rows padded to whole vectors (shared)
         (threads, chunk, padded(d, dtype)),  # the chunk's inputs as floats, sample-major
         (threads, chunk, padded(h1, dtype)),  # the first layer's product, sample-major
+    )
+    return (*_zeroed(shapes, dtype), *above_first_workspace(threads, sizes, chunk, dtype))
+
+
+def above_first_workspace(threads, sizes, chunk, dtype):
+    """The part of :func:`workspace` that the layers above the first use (``G, ACT, DZ, SM``):
+    the sparse first layer (numba_sparse_path) shares it and brings its own first-layer buffers."""
+    widths = sizes[1:]
+    n_params = FlatLayout.of(sizes).size
+    cs = stride(chunk)
+    shapes = (
         (threads - 1, padded(n_params, dtype)),  # gradient accumulators of threads 1.. (0 uses grad)
         (threads, cs * sum(widths)),  # every layer's output, feature-major
         (threads, 2, cs * max(widths)),  # dZ of this layer and the one below
         (threads, 2, cs),  # per-sample softmax scratch: max and total
     )
+    return _zeroed(shapes, dtype)
+
+
+def _zeroed(shapes, dtype):
     buffers = tuple(aligned_empty(shape, dtype) for shape in shapes)
     for buffer in buffers:
         buffer[...] = 0

@@ -242,11 +242,13 @@ class MLP:
         return net
 
     # -- data -------------------------------------------------------------------------
-    def prepare(self, X: Any, y: Any = None, sample_weight: Any = None) -> Batch:
-        """Validate host data and move it to the backend once (sparse inputs stay sparse)."""
+    def prepare(self, X: Any, y: Any = None, sample_weight: Any = None, batch_size: int | None = None) -> Batch:
+        """Validate host data and move it to the backend once, in the form this network's steps
+        read best in batches of ``batch_size`` rows (None: all at once; SciPy sparse inputs stay
+        sparse, and the numba backend compresses mostly-zero inputs where that pays)."""
         ops = self.backend
         X = check_X(X, self.n_features)
-        Xb = ops.sparse_input(X) if is_sparse(X) else ops.input_array(X)
+        Xb = ops.prepare_inputs(X, self.layer_sizes, batch_size)
         n = X.shape[0]
         if y is None:
             labels = Y = None

@@ -198,7 +198,7 @@ class Trainer:
         saying so (ask for ``trainer.epoch + k`` to train ``k`` more). ``sample_weight``:
         per-sample weights of the loss (each batch's loss is their weighted mean).
         """
-        return self.fit_source(LocalGradients(self.net, self.net.prepare(X, y, sample_weight)), epochs, validation_data, callbacks)
+        return self.fit_source(LocalGradients(self.net, self.net.prepare(X, y, sample_weight, batch_size=self.batch_size)), epochs, validation_data, callbacks)
 
     def fit_source(
         self,
