@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from netcore.backends import Backend, get_backend
-from netcore.backends.base import check_output, is_sparse
+from netcore.backends.base import check_output
 
 from . import checkpoint
 from .optim import sgd_step
