@@ -184,6 +184,10 @@ class NumbaBackend(Backend):
         t = self.dtype.type  # Python floats would make the kernel compute in float64
         self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps))
 
+    def adam_update_l2(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float, l2: float) -> float:
+        t = self.dtype.type
+        return self.k.adam_update_l2(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps), t(l2))
+
     def _first_call_notice(self, input_dtype: np.dtype, kernel, *args):
         """Call ``kernel``; on a first call that runs past a second (compiling, not loading from
         the cache), say so while it compiles, and how long it took once done."""

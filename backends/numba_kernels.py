@@ -207,3 +207,22 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps):
         m[i] = mi
         v[i] = vi
         p[i] -= lr * mi / (np.sqrt(vi) + eps)
+
+
+@pjit
+def adam_update_l2(p, g, m, v, lr, beta1, beta2, eps, l2):
+    """:func:`adam_update` on ``g + l2 * p`` (``g`` left as it is), in the same one pass; returns
+    ``sum(p**2)`` of the updated ``p`` (in float64), the next step's L2 penalty. ``g + l2 * p``
+    rounds as the separate ``g -= -l2 * p`` did, so the step is the same to the bit."""
+    one = like(1, beta1)
+    total = 0.0
+    for i in prange(p.size):
+        gi = g[i] + l2 * p[i]
+        mi = beta1 * m[i] + (one - beta1) * gi
+        vi = beta2 * v[i] + (one - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        pi = p[i] - lr * mi / (np.sqrt(vi) + eps)
+        p[i] = pi
+        total += np.float64(pi) * np.float64(pi)
+    return total
