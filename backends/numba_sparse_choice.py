@@ -87,6 +87,6 @@ def choose(density: float, width: int, dtype: Any, n_samples: int, batch_size: i
 
 def policy() -> str:
     """The rule ``auto`` follows, in words (for ``netcore info``)."""
-    return (f"auto: sparse below a measured density, {sparse_below(16, 'float32', 60_000):.0%} for 16 neurons to "
-            f"{sparse_below(512, 'float32', 60_000):.0%} for 512 in whole batches, less in mini-batches; "
-            "first_layer='sparse' or 'dense' forces either")
+    return (f"sparse below a measured share of nonzero inputs, {sparse_below(16, 'float32', 60_000):.0%} for a first layer of "
+            f"16 neurons to {sparse_below(512, 'float32', 60_000):.0%} for 512 in whole batches of float32, less in mini-batches "
+            "(netcore train --first-layer sparse|dense, or first_layer=, forces either)")
