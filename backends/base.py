@@ -367,6 +367,15 @@ class Backend:
         ``"sparse"``, and why that path runs."""
         return "dense", f"the {self.name} backend has one first-layer path"
 
+    def first_layer_choice(self, X: Any, layer_sizes: Sequence[int], batch_size: int | None = None) -> tuple[str, str]:
+        """What :meth:`prepare_inputs` will choose for host inputs ``X`` and why, without preparing
+        them (``netcore train`` prints it before training)."""
+        return self.first_layer_path(X)
+
+    def first_layer_policy(self) -> str:
+        """How this backend runs the first layer, in words (``netcore info``)."""
+        return f"dense (the {self.name} backend has one first-layer path)"
+
     # -- labels -------------------------------------------------------------------
     def one_hot(self, labels: np.ndarray, n_classes: int) -> Any:
         """Integer class ids (host array, already validated) -> one-hot rows."""

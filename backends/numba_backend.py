@@ -142,7 +142,7 @@ class NumbaBackend(Backend):
             "threading layer": numba.config.THREADING_LAYER,
             "vector ISA": f"{self.isa.name} ({self.isa.vector_bytes}-byte vectors, {self.isa.registers} registers)",
             "BLAS threads": blas_spin_state(),
-            "first layer": f"{self.first_layer} ({policy()})",
+            "first layer": self.first_layer_policy(),
         }
 
     def _kind(self, kind: str) -> int:
@@ -319,3 +319,11 @@ class NumbaBackend(Backend):
 
     def first_layer_path(self, X: Any) -> tuple[str, str]:
         return self.sparse.path(X, self.first_layer)
+
+    def first_layer_choice(self, X: Any, layer_sizes: Any, batch_size: int | None = None) -> tuple[str, str]:
+        if is_sparse(X) and not is_csr(X):
+            X = X.tocsr()
+        return self.sparse.choice(X, self.first_layer, layer_sizes, batch_size)
+
+    def first_layer_policy(self) -> str:
+        return f"auto: {policy()}" if self.first_layer == "auto" else f"{self.first_layer} (forced: first_layer={self.first_layer!r})"

@@ -149,7 +149,8 @@ def _forward(values, indices, indptr, rows, W1T, hp, h, zc):
     n = rows.shape[0]
     for off in range(0, h, LANES):
         for s in range(n):
-            if off == 0 and s + AHEAD < n:  # a mini-batch's rows lie anywhere: fetch ahead
+            # a mini-batch's rows lie anywhere: fetch ahead (consecutive rows, a whole batch's, the CPU streams itself)
+            if off == 0 and s + AHEAD < n and rows[s + AHEAD] != rows[s] + AHEAD:
                 _prefetch_rows(values, indices, indptr[rows[s + AHEAD]], indptr[rows[s + AHEAD] + 1])
             lo, hi = indptr[rows[s]], indptr[rows[s] + 1]
             val, idx = values[lo:hi], indices[lo:hi]

@@ -28,9 +28,12 @@ FIRST_LAYER = ("auto", "sparse", "dense")
 FULL_BATCH = {16: 0.48, 32: 0.44, 64: 0.42, 128: 0.40, 256: 0.335, 512: 0.33}
 
 #: The share of the full-batch crossover that still pays in shuffled mini-batches, by batch
-#: size; between, interpolated on log2(batch). Measured crossovers (widths 16 / 100): 32 rows
-#: 0.15 / 0.16, 64 rows 0.20 / 0.23, 200 rows 0.33 / 0.30, 1,000 rows 0.28 / 0.26.
-MINI_BATCH = {32: 0.3, 200: 0.55}
+#: size; between, interpolated on log2(batch). Measured crossovers on both cores (widths 16 /
+#: 100; ``benchmarks/results/cpu-2026-11-30-znver5-sparse-crossover.txt``): 64 rows 0.29 /
+#: 0.19, 200 rows 0.32 / 0.21, 1,000 rows 0.26 / 0.26, i.e. 0.53-0.72 of the table above; on
+#: one thread, earlier: 32 rows 0.15 / 0.16. The sparse step's fixed costs (a pass each over W¹
+#: and its gradient to transpose them) and a mini-batch's scattered rows weigh on it.
+MINI_BATCH = {32: 0.3, 64: 0.5, 200: 0.55}
 
 #: Whole batches smaller than this are treated as mini-batches of their size (the step's fixed
 #: costs: the transposed weights and their gradient, a pass each over W¹).
@@ -87,6 +90,6 @@ def choose(density: float, width: int, dtype: Any, n_samples: int, batch_size: i
 
 def policy() -> str:
     """The rule ``auto`` follows, in words (for ``netcore info``)."""
-    return (f"auto: sparse below a measured density, {sparse_below(16, 'float32', 60_000):.0%} for 16 neurons to "
-            f"{sparse_below(512, 'float32', 60_000):.0%} for 512 in whole batches, less in mini-batches; "
-            "first_layer='sparse' or 'dense' forces either")
+    return (f"sparse below a measured share of nonzero inputs, {sparse_below(16, 'float32', 60_000):.0%} for a first layer of "
+            f"16 neurons to {sparse_below(512, 'float32', 60_000):.0%} for 512 in whole batches of float32, less in mini-batches "
+            "(netcore train --first-layer sparse|dense, or first_layer=, forces either)")

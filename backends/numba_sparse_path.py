@@ -5,8 +5,9 @@ With ``first_layer="auto"`` a network's inputs are counted and compressed
 (:class:`~netcore.backends.numba_sparse_rows.SparseRows`) when their share of nonzeros is below the
 crossover measured for the network's first layer and batch size
 (:mod:`netcore.backends.numba_sparse_choice`); ``"sparse"`` and ``"dense"`` force either. A SciPy CSR
-matrix is taken as it is unless ``"dense"`` is forced. :meth:`SparseFirstLayer.path` says which
-path prepared inputs take and why (what ``netcore train`` prints).
+matrix is taken as it is unless ``"dense"`` is forced. :meth:`SparseFirstLayer.choice` says which
+path inputs will take and why before they are prepared (what ``netcore train`` prints),
+:meth:`SparseFirstLayer.path` the same of prepared inputs.
 """
 
 from __future__ import annotations
@@ -72,20 +73,26 @@ class SparseFirstLayer:
         self._reasons: dict[int, tuple[weakref.ref, str]] = {}
 
     # -- the choice ------------------------------------------------------------------------
+    def choice(self, X: Any, first_layer: str, layer_sizes: Sequence[int] | None = None, batch_size: int | None = None) -> tuple[str, str]:
+        """``(path, reason)``: the path host inputs ``X`` will take, from a count of their nonzeros
+        on a sample of rows (nothing is compressed; ``netcore train`` prints it before training).
+        ``"auto"`` needs the network (``layer_sizes``) to choose for; without one the array
+        stays as it is."""
+        if is_csr(X) and first_layer != "dense":  # forced dense, the backend densifies it first
+            return "sparse", "the input is a SciPy CSR matrix, taken as it is"
+        if first_layer != "auto":
+            return first_layer, f"forced: first_layer={first_layer!r}"
+        if layer_sizes is None:
+            return "dense", "auto: prepared without a network to choose for"
+        return choose(density(X), layer_sizes[1], self.dtype.name, len(X), batch_size)
+
     def prepare(self, X: Any, first_layer: str, layer_sizes: Sequence[int] | None = None, batch_size: int | None = None) -> np.ndarray | SparseRows:
         """Host inputs (converted by the backend, or a SciPy CSR matrix, which the backend densifies
-        first only where ``"dense"`` is forced) -> the form the first layer reads: the array as it
-        is, or its compressed rows. ``"auto"`` needs the network (``layer_sizes``) to choose for;
-        without one the array stays as it is."""
+        first only where ``"dense"`` is forced) -> the form the first layer reads, as
+        :meth:`choice` says: the array as it is, or its compressed rows."""
+        path, reason = self.choice(X, first_layer, layer_sizes, batch_size)
         if is_csr(X):
-            return SparseRows.from_csr(X, self.dtype, "the input is a SciPy CSR matrix, taken as it is")
-        if first_layer == "dense":
-            return X
-        if first_layer == "sparse":
-            return SparseRows.from_dense(X, reason="forced: first_layer='sparse'")
-        if layer_sizes is None:
-            return X
-        path, reason = choose(density(X), layer_sizes[1], self.dtype.name, len(X), batch_size)
+            return SparseRows.from_csr(X, self.dtype, reason)
         if path == "sparse":
             return SparseRows.from_dense(X, reason=reason)
         self._reasons = {key: entry for key, entry in self._reasons.items() if entry[0]() is not None}
@@ -96,11 +103,11 @@ class SparseFirstLayer:
         """``(path, reason)`` for prepared inputs: ``"sparse"`` or ``"dense"``, and why."""
         if isinstance(X, SparseRows):
             return "sparse", X.reason
-        if first_layer == "dense":
-            return "dense", "forced: first_layer='dense'"
         ref, reason = self._reasons.get(id(X), (None, None))
         if ref is not None and ref() is X:
             return "dense", reason
+        if first_layer == "dense":
+            return "dense", "forced: first_layer='dense'"
         return "dense", "auto: prepared without a network to choose for"
 
     # -- the fused pass ----------------------------------------------------------------------

@@ -76,7 +76,9 @@ def cmd_info() -> int:
     print(f"netcore {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, {platform.machine()})")
     for name, status in backends.available().items():
         if status.ok:
-            details = ", ".join(f"{k} {v}" for k, v in backends.get_backend(name).describe().items())
+            backend = backends.get_backend(name)
+            info = {**backend.describe(), "first layer": backend.first_layer_policy()}  # the sparse path's rule, or the one path
+            details = ", ".join(f"{k} {v}" for k, v in info.items())
             print(f"  {name:<10} available    {details}")
         else:
             print(f"  {name:<10} unavailable  {status.reason}")

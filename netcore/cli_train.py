@@ -42,6 +42,9 @@ def _widths(text: str) -> tuple[int, ...]:
 
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--backend", help=f"one of {', '.join([*backends.BACKENDS, 'auto'])} (default: $NETCORE_BACKEND, else auto)")
+    train.add_argument("--first-layer", metavar="{auto,dense,sparse}",
+                       help="the numba backend's first layer: auto takes the sparse path (over the inputs' nonzeros) where their measured "
+                            "density pays for this width, dtype and batch size; dense or sparse forces either (default auto)")
     train.add_argument("--dtype", help=f"compute dtype: {' or '.join(backends.DTYPES)} (default float32)")
     train.add_argument("--epochs", type=int, help="epochs in all, counting those of a resumed checkpoint (default 100, or the resumed run's)")
     train.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default sgd)")
@@ -113,6 +116,7 @@ class _Setup:
     first_line: str
     fit: Callable[[list], object]  # callbacks -> history
     epoch_note: Callable[[Trainer], str] = lambda trainer: ""  # appended to each epoch's line
+    first_layer: str = ""  # which first-layer path the steps take, and why
 
 
 def train(cfg: TrainConfig) -> int:
@@ -142,6 +146,7 @@ def _resume_or_start(cfg: TrainConfig, make: Callable[..., Trainer], net: MLP) -
 
 def _local_setup(cfg: TrainConfig) -> _Setup:
     backend = backends.get_backend(cfg.backend, cfg.dtype)  # one that cannot run fails before any data is loaded
+    _with_first_layer(backend, cfg.first_layer, backends.resolve(cfg.backend, dtype=cfg.dtype).why)  # and --first-layer sparse on one without it
     data = load_data(cfg.dataset, cfg.data, cfg.validation)
     _notes(data.notes)
     # The run's floating-point work (forward 2, backward 4 per weight and sample) lets `auto` keep
@@ -150,12 +155,29 @@ def _local_setup(cfg: TrainConfig) -> _Setup:
     work = 6.0 * len(data.train[0]) * sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * cfg.target_epochs
     backend = backends.get_backend(cfg.backend, cfg.dtype, work=work)
     why = backends.resolve(cfg.backend, work=work, dtype=cfg.dtype).why  # the rule that made that choice, for the first line
+    backend = _with_first_layer(backend, cfg.first_layer, why)
     net = MLP([data.n_features, *cfg.hidden, data.n_classes], cfg.activation, backend=backend, dtype=cfg.dtype, seed=cfg.seed)
     trainer = _resume_or_start(cfg, lambda n: Trainer(n, _optimizer_for(cfg), batch_size=cfg.batch_size, schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed), net)
     X, y = data.train
     first = f"backend {net.backend.name} ({net.dtype.name}; {why}), threads: {_threads(net.backend)}"
+    path, reason = net.backend.first_layer_choice(X, net.layer_sizes, trainer.batch_size)  # what the trainer's prepare will choose
     return _Setup(trainer, data, len(X), first,
-                  lambda callbacks: trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks))
+                  lambda callbacks: trainer.fit(X, y, cfg.target_epochs, validation_data=data.validation, callbacks=callbacks),
+                  first_layer=f"first layer: {path} ({reason})")
+
+
+def _with_first_layer(backend: backends.Backend, first_layer: str, why: str) -> backends.Backend:
+    """``backend`` with its first-layer path forced where ``--first-layer`` asks (a new numba
+    backend: the shared one stays ``auto``); a one-line error where the backend has no sparse
+    path. Every backend has the dense one."""
+    if first_layer == "auto" or backend.name != "numba" and first_layer == "dense":
+        return backend
+    if backend.name != "numba":
+        raise ValueError(f"--first-layer sparse: only the numba backend has a sparse first layer, and this run's backend is "
+                         f"{backend.name} ({why}); add --backend numba")
+    from netcore.backends.numba_backend import NumbaBackend
+
+    return NumbaBackend(backend.dtype.name, first_layer=first_layer)
 
 
 def _optimizer_for(cfg: TrainConfig):
@@ -206,12 +228,13 @@ def _distributed_setup(cfg: TrainConfig, client) -> _Setup:
                                                                   schedule=cfg.schedule(), l2=cfg.l2, seed=cfg.seed, worker_backend=cfg.backend), net)
     where = cfg.scheduler or f"a local cluster of {n_workers} single-threaded workers"
     first = f"data-parallel on {where}; each worker reads its rows of {images.name} and computes with backend {cfg.backend or 'auto'}"
+    first_layer = "first layer: chosen on each worker by its backend (numba: by its rows' density)"
 
     def fit(callbacks: list) -> object:
         with trainer:
             return trainer.fit(cfg.target_epochs, validation_data=validation, callbacks=callbacks)
 
-    return _Setup(trainer, data, n_train, first, fit, lambda t: f" (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)")
+    return _Setup(trainer, data, n_train, first, fit, lambda t: f" (communication and scheduling {t.comm_seconds[-1] * 1e3:.1f} ms)", first_layer)
 
 
 def _run(cfg: TrainConfig, setup: _Setup, stop_logs: bool = False) -> int:
@@ -223,6 +246,7 @@ def _run(cfg: TrainConfig, setup: _Setup, stop_logs: bool = False) -> int:
     rate = f"lr {trainer.optimizer.lr:g}" + (f" (x0.1 from epoch {cfg.drop_at + 2})" if cfg.drop_at else "")
     l2 = f", L2 {trainer.l2:g}" if trainer.l2 else ""
     print(f"network {list(net.layer_sizes)} {net.activation}, {cfg.optimizer}, {rate}, {steps}{l2}, seed {cfg.seed}")
+    print(setup.first_layer)
     callbacks: list = [_EpochLines(len(str(cfg.target_epochs)), setup.epoch_note)]
     if cfg.progress:
         callbacks.append(ProgressBar(file=sys.stderr, leave=False, disable=None))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from netcore import backends
+from netcore.backends.numba_sparse_choice import check_first_layer
 
 from . import checkpoint
 from .datasets import Data, check_dataset, check_fraction
@@ -84,6 +85,7 @@ class TrainConfig:
     l2: float = 0.0
     epochs: int | None = None
     backend: str | None = None
+    first_layer: str = "auto"  # the numba backend's first-layer path: by the inputs' density, or forced
     workers: int | None = None
     scheduler: str | None = None
     save: str | None = None
@@ -132,6 +134,11 @@ class TrainConfig:
         with _checking("workers"):
             if self.workers is not None:
                 check_positive_int(self.workers, "the number of workers")
+        with _checking("first_layer"):
+            check_first_layer(self.first_layer)
+            if self.first_layer != "auto" and self.distributed:
+                raise ValueError(f"{self.first_layer!r} cannot be forced in data-parallel training (each worker's backend chooses for its rows); "
+                                 "leave --first-layer out with --workers or --scheduler")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TrainConfig:

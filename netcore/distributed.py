@@ -142,6 +142,8 @@ def _add(a: dict, b: dict) -> dict:
 def connect(scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1, timeout: float = 10.0):
     """A Dask client: to an existing scheduler (a clear error within ``timeout`` if it does not
     answer) or to a new local cluster of ``workers`` processes."""
+    import logging
+
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -150,7 +152,10 @@ def connect(scheduler: str | None = None, workers: int | None = None, threads_pe
         except (OSError, TimeoutError) as exc:
             raise ConnectionError(f"could not reach the Dask scheduler at {scheduler} within {timeout:g} s ({exc}); is it running, and is the address right?") from None
     env = {"NUMBA_NUM_THREADS": str(threads_per_worker), "OMP_NUM_THREADS": str(threads_per_worker), "OPENBLAS_NUM_THREADS": str(threads_per_worker)}
-    cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None, env=env)
+    # silence_logs: Dask's warnings (an event loop "unresponsive" while a worker computes, on a
+    # loaded machine) would interleave with the run's own lines; errors still show
+    cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None, env=env,
+                           silence_logs=logging.ERROR)
     return Client(cluster)
 
 

@@ -244,8 +244,14 @@ def test_auto_takes_the_sparse_path_below_the_measured_density_and_says_why(name
     assert isinstance(net.prepare(between, batch_size=32).X, np.ndarray)
     assert "in batches of 32" in net.backend.first_layer_path(net.prepare(between, batch_size=32).X)[1]
     assert "first layer" in net.backend.describe()
+    # the same answer before preparing (what netcore train prints), without compressing anything
+    assert net.backend.first_layer_choice(below, net.layer_sizes) == net.backend.first_layer_path(S)
+    assert net.backend.first_layer_choice(above, net.layer_sizes) == net.backend.first_layer_path(D)
+    assert net.backend.first_layer_choice(between, net.layer_sizes, 32) == net.backend.first_layer_path(net.prepare(between, batch_size=32).X)
     # without a network to choose for, input_array leaves dense arrays dense
-    assert isinstance(net.backend.input_array(below), np.ndarray)
+    plain = net.backend.input_array(below)
+    assert isinstance(plain, np.ndarray)
+    assert net.backend.first_layer_path(plain) == ("dense", "auto: prepared without a network to choose for")
 
 
 def test_the_measured_rule_follows_the_costs(name):
@@ -273,6 +279,10 @@ def test_either_path_can_be_forced(name):
     assert forced_sparse.backend.first_layer_path(forced_sparse.prepare(dense_data).X) == ("sparse", "forced: first_layer='sparse'")
     assert isinstance(forced_dense.prepare(sparse_data).X, np.ndarray)
     assert forced_dense.backend.first_layer_path(forced_dense.prepare(sparse_data).X) == ("dense", "forced: first_layer='dense'")
+    assert forced_sparse.backend.first_layer_choice(dense_data, [30, 4, 2]) == ("sparse", "forced: first_layer='sparse'")
+    assert forced_dense.backend.first_layer_choice(sparse_data, [30, 4, 2]) == ("dense", "forced: first_layer='dense'")
+    assert forced_sparse.backend.first_layer_policy() == "sparse (forced: first_layer='sparse')"
+    assert forced_dense.backend.describe()["first layer"] == "dense (forced: first_layer='dense')"
 
 
 def test_trainer_prepares_for_its_batch_size(name):
@@ -297,7 +307,10 @@ def test_an_unknown_first_layer_is_refused_with_the_choices(name):
 
 
 def test_other_backends_have_one_path(name):
-    assert backends.get_backend("numpy", "float32").first_layer_path(np.zeros((2, 3))) == ("dense", "the numpy backend has one first-layer path")
+    ops = backends.get_backend("numpy", "float32")
+    assert ops.first_layer_path(np.zeros((2, 3))) == ("dense", "the numpy backend has one first-layer path")
+    assert ops.first_layer_choice(np.zeros((2, 3)), [3, 4, 2]) == ("dense", "the numpy backend has one first-layer path")
+    assert ops.first_layer_policy() == "dense (the numpy backend has one first-layer path)"
 
 
 # -- SciPy CSR input ---------------------------------------------------------------------------
@@ -343,3 +356,8 @@ def test_csr_with_unsorted_and_repeated_columns_and_other_dtypes(name):
     D = dense.backend.input_array(csr)
     assert isinstance(D, np.ndarray)
     np.testing.assert_allclose(D, X.astype(np.float32))
+    # what netcore train prints before preparing: CSR (or another SciPy format) stays sparse unless dense is forced
+    assert net.backend.first_layer_choice(csr, net.layer_sizes) == ("sparse", "the input is a SciPy CSR matrix, taken as it is")
+    assert net.backend.first_layer_choice(csr.tocoo(), net.layer_sizes) == net.backend.first_layer_path(net.prepare(csr.tocoo()).X)
+    assert dense.backend.first_layer_choice(csr, dense.layer_sizes) == ("dense", "forced: first_layer='dense'")
+    assert dense.backend.first_layer_path(dense.prepare(csr).X) == dense.backend.first_layer_choice(csr, dense.layer_sizes)
