@@ -304,6 +304,14 @@ class Backend:
         v += (1 - beta2) * grad * grad
         param -= lr * m / (self.xp.sqrt(v) + eps)
 
+    def adam_update_l2(self, param: Any, grad: Any, m: Any, v: Any, lr: float, beta1: float, beta2: float, eps: float, l2: float) -> Any:
+        """:meth:`adam_update` on the gradient plus an L2 penalty's, ``grad + l2 * param`` (``grad``
+        may be overwritten), then ``sum(param**2)`` of the updated parameters as a backend scalar:
+        the next step's penalty. A backend may do it all in one pass over the four arrays."""
+        self.sgd_update(grad, param, -l2)
+        self.adam_update(param, grad, m, v, lr, beta1, beta2, eps)
+        return self.sum_squares(param)
+
     def zeros_like(self, x: Any) -> Any:
         return self.xp.zeros_like(x)
 

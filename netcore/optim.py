@@ -46,9 +46,16 @@ class Optimizer:
         """Hyperparameters, enough to rebuild the optimizer with :func:`get_optimizer`."""
         return {"name": self.name, "lr": self.lr}
 
-    def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None) -> None:
+    def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None, l2: float = 0.0) -> list | None:
+        """One step. With ``l2``, the step is on the gradients plus an L2 penalty's (``l2 * W`` added
+        to each weight gradient, in place; biases have none). Returns each layer's ``sum(W**2)``
+        after the step (backend scalars) where the update computed it on the way, else None."""
         self.t += 1
+        if l2:
+            for (W, _), (dW, _) in zip(layers, grads):
+                ops.sgd_update(dW, W, -l2)  # dW += l2 W
         self._update(ops, _flat(layers), _flat(grads), self.lr if lr is None else lr)
+        return None
 
     def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
         raise NotImplementedError
@@ -118,10 +125,28 @@ class Adam(Optimizer):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
+    def _step_size(self, lr: float) -> float:
+        return lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+
     def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
-        step = lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
+        step = self._step_size(lr)
         for p, g, (m, v) in zip(params, grads, self._slots(ops, params, 2)):
             ops.adam_update(p, g, m, v, step, self.beta1, self.beta2, self.eps)
+
+    def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None, l2: float = 0.0) -> list | None:
+        if not l2:
+            return super().update(ops, layers, grads, lr)
+        # The penalty's gradient, the step and the next penalty's sum of squares in one pass over
+        # each weight matrix (a separate pass for each read the largest matrix three times a step).
+        self.t += 1
+        step = self._step_size(self.lr if lr is None else lr)
+        params = _flat(layers)
+        slots, squares = self._slots(ops, params, 2), []
+        for i, (dW, db) in enumerate(grads):
+            (W, b), (mW, vW), (mb, vb) = layers[i], slots[2 * i], slots[2 * i + 1]
+            squares.append(ops.adam_update_l2(W, dW, mW, vW, step, self.beta1, self.beta2, self.eps, l2))
+            ops.adam_update(b, db, mb, vb, step, self.beta1, self.beta2, self.eps)
+        return squares
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "momentum": lambda **kw: SGD(**{"momentum": 0.9, **kw}), "nesterov": lambda **kw: SGD(**{"momentum": 0.9, "nesterov": True, **kw}), "adam": Adam}

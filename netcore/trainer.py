@@ -261,6 +261,7 @@ class Trainer:
             self._last_good = start_params
         start = time.perf_counter()
         total_loss, correct = 0.0, 0
+        squares = None  # each layer's sum(W**2) at the current parameters, where the last update gave it
         for i, rows in enumerate(batches):
             if self.graph:  # a recorded step: it has already updated the parameters
                 loss, Z = self._graph_step(source.data, lr)
@@ -270,14 +271,17 @@ class Trainer:
             loss = step.loss
             m = n if rows is None else len(rows)
             if self.l2:
-                loss += self._l2_penalty(step.grads, m)
+                loss += self._l2_penalty(squares, m)
             self._check_loss(loss, lr, i, len(batches))
             if i == 0:
                 self._last_good = start_params  # these parameters gave a finite loss
-            if step.grads is not None:
-                self.optimizer.update(ops, net.layers, step.grads, lr)
-            for on_batch_end in self._batch_callbacks:
-                on_batch_end(self, BatchLog(self.epoch, i, rows, loss, step.logits))
+            squares = None
+            if step.grads is not None:  # the L2 penalty's gradient is added by the update
+                squares = self.optimizer.update(ops, net.layers, step.grads, lr, l2=self.l2 / m if self.l2 else 0.0)
+            if self._batch_callbacks:
+                squares = None  # a callback may change the parameters
+                for on_batch_end in self._batch_callbacks:
+                    on_batch_end(self, BatchLog(self.epoch, i, rows, loss, step.logits))
             total_loss += loss * m
             correct += step.correct
         seconds = time.perf_counter() - start
@@ -338,13 +342,16 @@ class Trainer:
         self._replay = (lr, replayed_on(), replay)  # after the first step, which creates the optimizer's state
         return first
 
-    def _l2_penalty(self, grads: list, m: int) -> float:
-        """Add ``alpha/m * W`` to each weight gradient; return ``alpha/(2m) * sum(W**2)``."""
+    def _l2_penalty(self, squares: list | None, m: int) -> float:
+        """``alpha/(2m) * sum(W**2)`` over every weight (not the biases), as scikit-learn's loss
+        has it; ``squares``: each layer's ``sum(W**2)`` where already known (the optimizer adds the
+        penalty's gradient ``alpha/m * W`` when it updates)."""
         ops = self.net.backend
+        if squares is None:
+            squares = [ops.sum_squares(W) for W, _ in self.net.layers]
         penalty = 0.0
-        for (W, _), (dW, _) in zip(self.net.layers, grads):
-            ops.sgd_update(dW, W, -self.l2 / m)  # dW += (alpha / m) W
-            penalty += ops.to_float(ops.sum_squares(W))
+        for s in squares:
+            penalty += ops.to_float(s)
         return 0.5 * self.l2 * penalty / m
 
     def _diverged(self, what: str, how: str, lr: float, where: str = "") -> None:

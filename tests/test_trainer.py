@@ -185,14 +185,16 @@ def test_early_stopping_without_validation_data_says_so(rng):
 def test_l2_penalty_gradient_matches_finite_differences(rng):
     X, y = make_data(rng, 10, 4, 3)
     net = MLP([4, 5, 3], backend="numpy", dtype="float64", seed=0)
-    trainer = Trainer(net, "sgd", lr=1e-12, l2=0.3)  # a step so small the parameters do not move
+    trainer = Trainer(net, "sgd", lr=1.0, l2=0.3)
 
     def penalised_loss():
         return net.loss(X, y) + 0.5 * 0.3 * sum((W**2).sum() for W, _ in net.get_parameters()) / len(X)
 
-    _, grads, _ = net.loss_and_gradients(*net.prepare(X, y)[:2])
-    trainer._l2_penalty(grads, len(X))
     W = net.get_parameters()
+    assert trainer._l2_penalty(None, len(X)) == pytest.approx(0.5 * 0.3 * sum((a**2).sum() for a, _ in W) / len(X), rel=1e-14)
+    _, grads, _ = net.loss_and_gradients(*net.prepare(X, y)[:2])
+    trainer.optimizer.update(net.backend, net.layers, grads, l2=0.3 / len(X))  # W -= 1.0 * (dW + l2/m W)
+    used = [a - b for (a, _), (b, _) in zip(W, net.get_parameters())]  # the gradient the step took
     h = 1e-6
     for idx in [(0, 0, 1), (1, 2, 3)]:
         l, i, j = idx
@@ -203,7 +205,41 @@ def test_l2_penalty_gradient_matches_finite_differences(rng):
         shifted[l][0][i, j] -= 2 * h
         net.set_parameters(shifted)
         down = penalised_loss()
-        np.testing.assert_allclose(grads[l][0][i, j], (up - down) / (2 * h), rtol=1e-6)
+        np.testing.assert_allclose(used[l][i, j], (up - down) / (2 * h), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_adam_with_l2_is_the_separate_steps_to_the_bit(backend_name, rng, dtype):
+    """The fused update (penalty gradient, Adam step, next sum of squares in one pass) takes the
+    same step as adding ``l2 * W`` to the gradient and then stepping, and returns the new weights'
+    sum of squares."""
+    ops = backends.get_backend(backend_name, dtype)
+    shapes = [(70, 1000), (70,), (3, 70), (3,)]  # the first above the numba kernels' parallel size
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(3)]
+    results = []
+    for fused in (True, False):
+        layers = [(ops.asarray(params[0]), ops.asarray(params[1])), (ops.asarray(params[2]), ops.asarray(params[3]))]
+        opt = Adam(0.01)
+        for g in grads:
+            g = [ops.asarray(a) for a in g]
+            step = [(g[0], g[1]), (g[2], g[3])]
+            if fused:
+                squares = opt.update(ops, layers, step, l2=0.05)
+            else:
+                for (W, _), (dW, _) in zip(layers, step):
+                    ops.sgd_update(dW, W, -0.05)
+                opt.update(ops, layers, step)
+        results.append([ops.to_numpy(p) for layer in layers for p in layer])
+        if fused:
+            expected = [float((ops.to_numpy(W).astype(np.float64) ** 2).sum()) for W, _ in layers]
+            np.testing.assert_allclose([ops.to_float(s) for s in squares], expected, rtol=1e-12 if dtype == "float64" else 1e-6)
+    exact = backend_name in ("numpy", "numba", "python")  # a GPU may contract a multiply-add
+    for a, b in zip(*results):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5)
 
 
 def test_step_schedule_and_history_fields(rng):
