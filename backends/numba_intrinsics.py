@@ -1,5 +1,5 @@
 """What the fused kernels ask of LLVM beyond plain Numba: compile options, a prefetch hint, and a
-float32 tanh and exp that vectorise.
+tanh and exp that vectorise: a float32 approximation, and the float64 ones of numba_vmath.
 
 Everything here is inlined into the kernels that use it (``inline="always"``), so none of it
 costs a call.
@@ -14,6 +14,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .numba_kernels import RELU, TANH, like
+from .numba_vmath import vexp, vsigmoid, vtanh
 
 #: Compile options of the fused kernels: cached on disk, no division checks (they stop LLVM from
 #: vectorising), the GIL released, and the float reassociation that lets sums vectorise.
@@ -50,7 +51,7 @@ def prefetch_row(x):
 
 # Rational minimax fit of tanh on [-7.905, 7.905] (odd polynomial of degree 13 over an even one
 # of degree 6): divisions and multiplies only, so it vectorises where libm's tanhf does not.
-# Max error 3.4e-7 (~3 float32 ulps); the float64 path keeps np.tanh.
+# Max error 3.4e-7 (~3 float32 ulps); the float64 path takes numba_vmath's vtanh.
 _TANH_CLAMP = 7.90531110763549805
 _P = (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
       -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16)
@@ -81,20 +82,24 @@ def tanh32(x):
 @njit(inline="always", **OPTS)
 def exp_neg(x, fast):
     """exp for x <= 0. The fast form, exp(x) = (1 + tanh(x/2)) / (1 - tanh(x/2)), vectorises with
-    the rational tanh; its error is below 1e-7 absolute, which is all a probability needs."""
+    the rational tanh; its error is below 1e-7 absolute, which is all a float32 probability needs.
+    Otherwise the float64 exp of numba_vmath (a few float64 ulps, also vectorised)."""
     if fast:
         t = tanh32(like(0.5, x) * x)
         return (like(1, x) + t) / (like(1, x) - t)
-    return np.exp(x)
+    return like(vexp(np.float64(x)), x)
 
 
 @njit(inline="always", **OPTS)
 def activate(v, kind, fast):
-    """The hidden activation ``kind`` of one value; ``fast`` takes the vectorisable tanh."""
+    """The hidden activation ``kind`` of one value. ``fast`` takes the float32 approximations;
+    otherwise tanh and sigmoid are numba_vmath's, accurate to float64 and vectorised too."""
     if kind == TANH:
-        return tanh32(v) if fast else np.tanh(v)
+        return tanh32(v) if fast else like(vtanh(np.float64(v)), v)
     if kind == RELU:
-        return v if v > 0 else v - v
+        # not ``v - v`` or ``v * 0`` for the rest: those are NaN at -inf. NaN itself passes
+        # through, as in NumPy's maximum(z, 0).
+        return like(0, v) if v <= 0 else v
     # sigmoid(v) = (1 + tanh(v / 2)) / 2, which reuses the vectorisable tanh
-    half, one = like(0.5, v), like(1, v)
-    return half + half * tanh32(half * v) if fast else one / (one + np.exp(-v))
+    half = like(0.5, v)
+    return half + half * tanh32(half * v) if fast else like(vsigmoid(np.float64(v)), v)

@@ -67,7 +67,8 @@ def _g(v, kind):
     if kind == TANH:
         return np.tanh(v)
     if kind == RELU:
-        return v if v > 0 else v * 0
+        # 0 below (not ``v * 0``, which is NaN at -inf); NaN passes through, as in np.maximum
+        return like(0, v) if v <= 0 else v
     return like(1, v) / (like(1, v) + np.exp(-v))
 
 

@@ -95,6 +95,59 @@ def test_the_vectorisable_tanh_and_exp_hold_their_stated_error():
     assert (e >= 0).all()
 
 
+@njit
+def _activate_all(x, kind, fast, out):
+    for i in range(x.size):
+        out[i] = intrinsics.activate(x[i], kind, fast)
+
+
+_EDGES = [-np.inf, -1e30, -1.0, -0.0, 0.0, 1e-30, 2.5, np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fast", [True, False])
+def test_relu_is_zero_at_minus_infinity_and_keeps_nan(dtype, fast):
+    """relu(-inf) is 0 (``v - v`` or ``v * 0`` made it NaN), NaN stays NaN, as in np.maximum(z, 0):
+    the fused pass's form and the generic ops' both."""
+    x = np.array(_EDGES, dtype)
+    expected = np.maximum(x, 0)
+    fused = np.empty_like(x)
+    _activate_all(x, kernels.RELU, fast, fused)
+    np.testing.assert_array_equal(fused, expected)
+    for op in (lambda z: kernels.activation(z, kernels.RELU), lambda z: kernels.bias_activation(z, np.zeros(1, dtype), kernels.RELU)):
+        z = x.reshape(-1, 1).copy()
+        op(z)
+        np.testing.assert_array_equal(z.ravel(), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_pass_gives_relu_units_driven_to_minus_infinity_an_output_of_zero(dtype):
+    """A hidden pre-activation that overflows to -inf: that relu unit is 0, so the logits and the
+    loss stay finite and equal the NumPy path's, which the other units still move."""
+    from netcore import MLP
+    from netcore.network import generic_loss_and_gradients
+
+    big = 1e200 if dtype == np.float64 else 1e30
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((9, 3)).astype(dtype)
+    X[::2, 0] = big  # input 0 reaches unit 0 only
+    labels = rng.integers(0, 2, 9)
+    losses, logits = [], []
+    for name in ("numba", "numpy"):
+        net = MLP([3, 4, 2], "relu", backend=name, dtype=np.dtype(dtype).name, seed=0)
+        W1, b1 = net.layers[0]
+        W1[:, 0] = 0
+        W1[0, 0] = -big  # unit 0's W1 x overflows to -inf on the rows that hold `big`
+        batch = net.prepare(X, labels)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, _, Z = net.backend.loss_and_gradients(net.layers, batch.X, batch.Y, "relu", None, generic_loss_and_gradients)
+        losses.append(float(loss))
+        logits.append(np.asarray(Z, dtype=np.float64))
+    assert np.isfinite(losses[0]) and np.isfinite(logits[0]).all() and np.abs(logits[0]).max() > 0
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    np.testing.assert_allclose(logits[0], logits[1], rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(params=isa.VARIANTS, ids=[v.name for v in isa.VARIANTS])
 def variant(request):
     """Every instruction-set variant runs here: LLVM splits vectors wider than the machine's."""
