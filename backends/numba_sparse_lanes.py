@@ -6,7 +6,8 @@ about aliasing, so the sums make a round trip through memory per nonzero, and wi
 the loop vectoriser gathers along the nonzeros instead (measured 4-5x slower on MNIST than
 these vectors). :class:`Lanes` is an LLVM ``<16 x float>`` value (or double), which LLVM keeps
 in a register (or two) across the loop. Besides loads, stores and arithmetic: four numbers read
-at once (:func:`load4`, :func:`splat4`), a 16 x 16 transpose in registers, and a prefetch.
+at once (:func:`load4`, :func:`splat4`) or one without wraparound (:func:`item`,
+:func:`splat_at`), a 16 x 16 transpose in registers, and a prefetch.
 Everything here is inlined; nothing checks bounds.
 """
 
@@ -157,6 +158,38 @@ def splat4(typingctx, arr, start, like):
     if not isinstance(like, types.Float):
         return None
     return types.UniTuple(Lanes(like), 4)(arr, types.intp, like), codegen
+
+
+@intrinsic
+def item(typingctx, arr, i):
+    """``arr[i]`` (``i >= 0``, in bounds) without Numba's negative-index wraparound, which in
+    a loop's last few steps cost more than the steps themselves."""
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return arr.dtype(arr, types.intp), codegen
+
+
+@intrinsic
+def splat_at(typingctx, arr, i, like):
+    """A vector of ``arr[i]`` (as ``like``'s float type) in every lane: :func:`splat4` for one
+    number, as :func:`item` reads it."""
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        x = builder.load(builder.gep(data, [args[1]]))
+        ft = context.get_value_type(like)
+        if isinstance(arr.dtype, types.Integer):
+            x = (builder.sitofp if arr.dtype.signed else builder.uitofp)(x, ft)
+        elif arr.dtype != like:
+            x = (builder.fpext if arr.dtype.bitwidth < like.bitwidth else builder.fptrunc)(x, ft)
+        return _broadcast(builder, x, ir.VectorType(ft, LANES))
+
+    if not isinstance(like, types.Float):
+        return None
+    return Lanes(like)(arr, types.intp, like), codegen
 
 
 
