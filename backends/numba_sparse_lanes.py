@@ -121,6 +121,16 @@ def _load_four(context, builder, arrty, arr, start):
     return four
 
 
+def _convert(builder, x, from_type, to_type, ir_type):
+    """``x`` (numbers of Numba type ``from_type``) as ``to_type``, a float type (``ir_type`` its
+    LLVM type, or a vector of it)."""
+    if isinstance(from_type, types.Integer):
+        return (builder.sitofp if from_type.signed else builder.uitofp)(x, ir_type)
+    if from_type != to_type:
+        return (builder.fpext if from_type.bitwidth < to_type.bitwidth else builder.fptrunc)(x, ir_type)
+    return x
+
+
 @intrinsic
 def load4(typingctx, arr, start):
     """``arr[start:start + 4]`` as a tuple of four numbers, read as one vector (LLVM then picks
@@ -145,10 +155,7 @@ def splat4(typingctx, arr, start, like):
     def codegen(context, builder, sig, args):
         four = _load_four(context, builder, sig.args[0], args[0], args[1])
         ft = ir.VectorType(context.get_value_type(like), 4)
-        if isinstance(arr.dtype, types.Integer):
-            four = (builder.sitofp if arr.dtype.signed else builder.uitofp)(four, ft)
-        elif arr.dtype != like:
-            four = (builder.fpext if arr.dtype.bitwidth < like.bitwidth else builder.fptrunc)(four, ft)
+        four = _convert(builder, four, arr.dtype, like, ft)
         out = cgutils.get_null_value(context.get_value_type(sig.return_type))
         for k in range(4):
             lanes = builder.shuffle_vector(four, ir.Constant(ft, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES), [k] * LANES))
@@ -181,11 +188,7 @@ def splat_at(typingctx, arr, i, like):
         data = context.make_array(sig.args[0])(context, builder, args[0]).data
         x = builder.load(builder.gep(data, [args[1]]))
         ft = context.get_value_type(like)
-        if isinstance(arr.dtype, types.Integer):
-            x = (builder.sitofp if arr.dtype.signed else builder.uitofp)(x, ft)
-        elif arr.dtype != like:
-            x = (builder.fpext if arr.dtype.bitwidth < like.bitwidth else builder.fptrunc)(x, ft)
-        return _broadcast(builder, x, ir.VectorType(ft, LANES))
+        return _broadcast(builder, _convert(builder, x, arr.dtype, like, ft), ir.VectorType(ft, LANES))
 
     if not isinstance(like, types.Float):
         return None
