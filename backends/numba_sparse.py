@@ -153,23 +153,27 @@ def _forward(values, indices, indptr, rows, W1T, hp, h, zc):
             if off == 0 and s + AHEAD < n and rows[s + AHEAD] != rows[s] + AHEAD:
                 _prefetch_rows(values, indices, indptr[rows[s + AHEAD]], indptr[rows[s + AHEAD] + 1])
             lo, hi = indptr[rows[s]], indptr[rows[s] + 1]
-            val, idx = values[lo:hi], indices[lo:hi]
-            m = hi - lo
             # four running sums, a nonzero each in turn (one sum would wait on the previous
-            # multiply-add every step); four values and four columns read at once
+            # multiply-add every step); four values and four columns read at once, the last
+            # 0-3 nonzeros one by one into the sums in turn (a loop there, with Numba's
+            # wraparound on every read, cost 7% of the product)
             a0 = V.load(W1T, bias + off)
             a1 = a2 = a3 = V.splat(zero)
-            q = 0
-            while q + 4 <= m:
-                v0, v1, v2, v3 = V.splat4(val, q, zero)
-                i0, i1, i2, i3 = V.load4(idx, q)
+            q = lo
+            while q + 4 <= hi:
+                v0, v1, v2, v3 = V.splat4(values, q, zero)
+                i0, i1, i2, i3 = V.load4(indices, q)
                 a0 = V.fma(a0, v0, V.load(W1T, np.intp(i0) * hp + off))
                 a1 = V.fma(a1, v1, V.load(W1T, np.intp(i1) * hp + off))
                 a2 = V.fma(a2, v2, V.load(W1T, np.intp(i2) * hp + off))
                 a3 = V.fma(a3, v3, V.load(W1T, np.intp(i3) * hp + off))
                 q += 4
-            for r in range(q, m):
-                a0 = V.fma(a0, like(val[r], zero), V.load(W1T, np.intp(idx[r]) * hp + off))
+            if q < hi:
+                a0 = V.fma(a0, V.splat_at(values, q, zero), V.load(W1T, np.intp(V.item(indices, q)) * hp + off))
+                if q + 1 < hi:
+                    a1 = V.fma(a1, V.splat_at(values, q + 1, zero), V.load(W1T, np.intp(V.item(indices, q + 1)) * hp + off))
+                    if q + 2 < hi:
+                        a2 = V.fma(a2, V.splat_at(values, q + 2, zero), V.load(W1T, np.intp(V.item(indices, q + 2)) * hp + off))
             V.store(zc, s * hp + off, V.add(V.add(a0, a1), V.add(a2, a3)))
 
 
@@ -178,25 +182,30 @@ def _weight_gradient(values, indices, indptr, rows, dz, hp, h, G1T):
     """``G1T[i] += x[rows[s], i] * dz[s]`` over every sample s and its nonzero inputs i
     (``dz`` flat, ``(len(rows), hp)``; ``G1T`` flat, ``(d, hp)``): a block of 16 neurons at a
     time for all the samples, as :func:`_forward` does, so the block's column of G1T stays in L1.
-    Four values and four columns are read at once (5% faster than one by one)."""
+    Eight values and columns are read at a time, four at once (9% faster than four at a time,
+    which was 5% faster than one by one), the last 0-7 one by one without wraparound."""
     zero = G1T[0] - G1T[0]
     for off in range(0, h, LANES):
         for s in range(rows.shape[0]):
             lo, hi = indptr[rows[s]], indptr[rows[s] + 1]
-            val, idx = values[lo:hi], indices[lo:hi]
-            m = hi - lo
             dzv = V.load(dz, s * hp + off)
-            q = 0
-            while q + 4 <= m:
-                v0, v1, v2, v3 = V.splat4(val, q, zero)
-                i0, i1, i2, i3 = V.load4(idx, q)
+            q = lo
+            while q + 8 <= hi:
+                v0, v1, v2, v3 = V.splat4(values, q, zero)
+                i0, i1, i2, i3 = V.load4(indices, q)
+                v4, v5, v6, v7 = V.splat4(values, q + 4, zero)
+                i4, i5, i6, i7 = V.load4(indices, q + 4)
                 _add_row(G1T, np.intp(i0) * hp + off, v0, dzv)
                 _add_row(G1T, np.intp(i1) * hp + off, v1, dzv)
                 _add_row(G1T, np.intp(i2) * hp + off, v2, dzv)
                 _add_row(G1T, np.intp(i3) * hp + off, v3, dzv)
-                q += 4
-            for r in range(q, m):
-                _add_row(G1T, np.intp(idx[r]) * hp + off, like(val[r], zero), dzv)
+                _add_row(G1T, np.intp(i4) * hp + off, v4, dzv)
+                _add_row(G1T, np.intp(i5) * hp + off, v5, dzv)
+                _add_row(G1T, np.intp(i6) * hp + off, v6, dzv)
+                _add_row(G1T, np.intp(i7) * hp + off, v7, dzv)
+                q += 8
+            for r in range(q, hi):
+                _add_row(G1T, np.intp(V.item(indices, r)) * hp + off, V.splat_at(values, r, zero), dzv)
 
 
 @njit(**OPTS)

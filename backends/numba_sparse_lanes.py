@@ -6,7 +6,8 @@ about aliasing, so the sums make a round trip through memory per nonzero, and wi
 the loop vectoriser gathers along the nonzeros instead (measured 4-5x slower on MNIST than
 these vectors). :class:`Lanes` is an LLVM ``<16 x float>`` value (or double), which LLVM keeps
 in a register (or two) across the loop. Besides loads, stores and arithmetic: four numbers read
-at once (:func:`load4`, :func:`splat4`), a 16 x 16 transpose in registers, and a prefetch.
+at once (:func:`load4`, :func:`splat4`) or one without wraparound (:func:`item`,
+:func:`splat_at`), a 16 x 16 transpose in registers, and a prefetch.
 Everything here is inlined; nothing checks bounds.
 """
 
@@ -120,6 +121,16 @@ def _load_four(context, builder, arrty, arr, start):
     return four
 
 
+def _convert(builder, x, from_type, to_type, ir_type):
+    """``x`` (numbers of Numba type ``from_type``) as ``to_type``, a float type (``ir_type`` its
+    LLVM type, or a vector of it)."""
+    if isinstance(from_type, types.Integer):
+        return (builder.sitofp if from_type.signed else builder.uitofp)(x, ir_type)
+    if from_type != to_type:
+        return (builder.fpext if from_type.bitwidth < to_type.bitwidth else builder.fptrunc)(x, ir_type)
+    return x
+
+
 @intrinsic
 def load4(typingctx, arr, start):
     """``arr[start:start + 4]`` as a tuple of four numbers, read as one vector (LLVM then picks
@@ -144,10 +155,7 @@ def splat4(typingctx, arr, start, like):
     def codegen(context, builder, sig, args):
         four = _load_four(context, builder, sig.args[0], args[0], args[1])
         ft = ir.VectorType(context.get_value_type(like), 4)
-        if isinstance(arr.dtype, types.Integer):
-            four = (builder.sitofp if arr.dtype.signed else builder.uitofp)(four, ft)
-        elif arr.dtype != like:
-            four = (builder.fpext if arr.dtype.bitwidth < like.bitwidth else builder.fptrunc)(four, ft)
+        four = _convert(builder, four, arr.dtype, like, ft)
         out = cgutils.get_null_value(context.get_value_type(sig.return_type))
         for k in range(4):
             lanes = builder.shuffle_vector(four, ir.Constant(ft, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES), [k] * LANES))
@@ -157,6 +165,34 @@ def splat4(typingctx, arr, start, like):
     if not isinstance(like, types.Float):
         return None
     return types.UniTuple(Lanes(like), 4)(arr, types.intp, like), codegen
+
+
+@intrinsic
+def item(typingctx, arr, i):
+    """``arr[i]`` (``i >= 0``, in bounds) without Numba's negative-index wraparound, which in
+    a loop's last few steps cost more than the steps themselves."""
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return arr.dtype(arr, types.intp), codegen
+
+
+@intrinsic
+def splat_at(typingctx, arr, i, like):
+    """A vector of ``arr[i]`` (as ``like``'s float type) in every lane: :func:`splat4` for one
+    number, as :func:`item` reads it."""
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        x = builder.load(builder.gep(data, [args[1]]))
+        ft = context.get_value_type(like)
+        return _broadcast(builder, _convert(builder, x, arr.dtype, like, ft), ir.VectorType(ft, LANES))
+
+    if not isinstance(like, types.Float):
+        return None
+    return Lanes(like)(arr, types.intp, like), codegen
 
 
 

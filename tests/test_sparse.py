@@ -186,6 +186,29 @@ def test_prediction_and_the_op_by_op_products_on_compressed_rows(name):
     assert_close(generic_loss_and_gradients(ops, sparse.layers, batch.X, batch.Y, "tanh"), reference(sparse, X, y, None), "float32")
 
 
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+def test_every_count_of_nonzeros_a_row_can_end_on(name, threads, kind):
+    """Rows of 0 to 20 nonzeros (random columns), each count twice: the products go 4 and 8
+    nonzeros at a time and then one by one, so every remainder of 4 and 8 is taken."""
+    rng = np.random.default_rng(5)
+    n, d = 42, 30
+    X = np.zeros((n, d), np.uint8 if kind == "uint8" else np.float32)
+    for i in range(n):
+        cols = rng.choice(d, i % 21, replace=False)
+        X[i, cols] = rng.integers(1, 256, len(cols)) if kind == "uint8" else rng.standard_normal(len(cols))
+    labels = np.arange(n) % 3
+    sparse, dense = numba_net([d, 20, 3], first_layer="sparse"), numba_net([d, 20, 3], first_layer="dense")
+    for subset in (None, rng.permutation(n)[:29]):
+        assert_close(run(sparse, X, labels, subset)[1:], reference(sparse, X, labels, subset), "float32", "vs generic")
+        assert_close(run(sparse, X, labels, subset)[1:], run(dense, X, labels, subset)[1:], "float32", "vs dense")
+    S = sparse.prepare(X).X
+    Xf = X / 255 if kind == "uint8" else X
+    W = rng.standard_normal((20, d)).astype(np.float32)
+    A = rng.standard_normal((n, 20)).astype(np.float32)
+    np.testing.assert_allclose(sparse.backend.matmul_nt(S, W), Xf @ W.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sparse.backend.matmul_tn(A, S), A.T @ Xf, rtol=1e-5, atol=1e-4)
+
+
 # -- the compressed form ---------------------------------------------------------------------
 
 
