@@ -48,10 +48,8 @@ class Isa:
     @property
     def tall_rows(self) -> int:
         """Rows of the rank-1 tile one vector wide (a product of that width, 16 float32
-        neurons on AVX-512): 16 x 1 (18 of 32 registers), 12 x 1 (14 of 16). On Zen 5 the first
-        layer's forward ran at 240-260 GFLOP/s a core with 12 to 24 rows; 16 divides every
-        chunk (a multiple of 8 samples, 128 in full), so no chunk ends in a narrower tile."""
-        return 16 if self.registers >= 32 else 12
+        neurons on AVX-512): 24 x 1 (26 of 32 registers), 12 x 1 (14 of 16)."""
+        return 24 if self.registers >= 32 else 12
 
     @property
     def dot_tile(self) -> tuple[int, int]:
