@@ -38,8 +38,13 @@ def reference(net, X, labels, rows):
 
 def check(net, X, labels, rows=None):
     batch = net.prepare(X, labels)
-    loss, grads, Z = net.backend.loss_and_gradients(net.layers, batch.X, batch.Y, net.activation, rows, generic_loss_and_gradients)
-    ref_loss, ref_grads, ref_Z = reference(net, X, labels, rows)
+    got = net.backend.loss_and_gradients(net.layers, batch.X, batch.Y, net.activation, rows, generic_loss_and_gradients)
+    assert_close(net, got, reference(net, X, labels, rows))
+
+
+def assert_close(net, got, ref):
+    """The fused pass's (loss, gradients, logits) against the reference's, at the dtype's tolerance."""
+    (loss, grads, Z), (ref_loss, ref_grads, ref_Z) = got, ref
     tol = TOL[net.dtype.name]
     np.testing.assert_allclose(loss, ref_loss, rtol=tol)
     np.testing.assert_allclose(Z, ref_Z, rtol=tol, atol=tol * np.abs(ref_Z).max())
@@ -106,6 +111,24 @@ def test_fused_on_a_row_subset_equals_the_gathered_batch(name, chunk_rows, dtype
     labels = rng.integers(0, 4, 90)
     rows = rng.permutation(90)[:37]
     check(MLP([30, 8, 4], backend=name, dtype=dtype, seed=0), X, labels, rows)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_soft_targets_on_a_row_subset(name, threads, chunk_rows, dtype):
+    """Targets that are not one-hot (each row a distribution), through a row subset, with the
+    output layer wider than the hidden one: the softmax gathers each chunk's targets
+    class-major into a scratch buffer sized for the widest layer."""
+    rng = np.random.default_rng(7)
+    X = rng.integers(0, 256, (70, 11)).astype(np.uint8)
+    Y = rng.random((70, 9))
+    Y /= Y.sum(axis=1, keepdims=True)
+    rows = rng.permutation(70)[:45]
+    net = MLP([11, 3, 9], "tanh", backend=name, dtype=dtype, seed=4)
+    batch = net.prepare(X, rng.integers(0, 9, 70))
+    got = net.backend.loss_and_gradients(net.layers, batch.X, net.backend.asarray(Y.astype(dtype)), net.activation, rows,
+                                         generic_loss_and_gradients)
+    layers = [(REF.asarray(W), REF.asarray(b)) for W, b in net.get_parameters()]
+    assert_close(net, got, generic_loss_and_gradients(REF, layers, X[rows] / 255.0, Y[rows], net.activation))
 
 
 @pytest.mark.parametrize("n", [61, 5])
