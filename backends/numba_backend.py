@@ -262,7 +262,7 @@ class NumbaBackend(Backend):
             f.loss_and_gradients,
             self.isa, _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
             np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
-            self._kind(activation), self.dtype == np.float32, chunk, lay.stride(chunk), *scratch, buffers["grad"], ZT,
+            self._kind(activation), chunk, lay.stride(chunk), *scratch, buffers["grad"], ZT,
         )
         grads = flat.unpack(buffers["grad"], layers)
         return loss, grads, ZT.T  # (n, k), a transposed view

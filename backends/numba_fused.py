@@ -30,15 +30,15 @@ from .numba_simd import runtime
 from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
-def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
                        WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits, in one pass over the samples, each thread taking every T-th chunk.
 
     The batch is ``X[rows]`` (gathered chunk by chunk); ``sizes`` is ``[d, h1, ..., k]``,
     ``w_off, b_off`` the flat layout's offsets (:class:`~netcore.backends.numba_layout.FlatLayout`);
-    hidden layers use activation ``kind``; ``fast`` selects the vectorisable float32 tanh and
-    exp. ``W1`` is the first layer's weights (copied transposed into ``WT`` first); ``params``
+    hidden layers use activation ``kind`` (tanh, sigmoid and exp vectorised in both dtypes:
+    :mod:`~netcore.backends.numba_intrinsics`). ``W1`` is the first layer's weights (copied transposed into ``WT`` first); ``params``
     the rest, flat (``b¹ W² b² ...``). ``WT, XC, ZS, G, ACT, DZ, SM`` come from
     :func:`~netcore.backends.numba_layout.workspace` for ``chunk`` samples a chunk and feature-major
     rows of ``stride``; the gradient goes to ``grad`` and the logits to ``logitsT`` (``(k, n)``,
@@ -47,15 +47,15 @@ def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, 
 
     Compiled once per argument types (or loaded from Numba's cache) by :func:`compiled`.
     """
-    args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
-    # What decides the compiled types, cheaply (typing all 23 arguments took 0.2 ms a call):
+    args = (isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
+    # What decides the compiled types, cheaply (typing all 22 arguments took 0.2 ms a call):
     # the backend passes the other arrays with fixed layouts and dtypes.
-    key = (isa, X.dtype, X.flags.writeable, rows.flags.writeable, Y.dtype, Y.flags.writeable, W1.flags.writeable, kind, fast)
+    key = (isa, X.dtype, X.flags.writeable, rows.flags.writeable, Y.dtype, Y.flags.writeable, W1.flags.writeable, kind)
     found = _BY_KEY.get(key)
     if found is None:
-        # the activation and the fast-math switch as compile-time constants: a run compiles the
-        # code of its own activation only (all three cost 3 s more of compiling)
-        found = _BY_KEY[key] = compiled(tuple(types.literal(a) if i in (10, 11) else typeof(a) for i, a in enumerate(args)))
+        # the activation as a compile-time constant: a run compiles the code of its own
+        # activation only (all three cost 3 s more of compiling)
+        found = _BY_KEY[key] = compiled(tuple(types.literal(a) if i == 10 else typeof(a) for i, a in enumerate(args)))
     entry, thread_pass = found
     return entry(thread_pass, *args)
 
@@ -97,7 +97,7 @@ def compiled(arg_types: tuple) -> tuple:
 
 
 @njit(parallel=True, **OPTS)
-def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
                    WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed."""
     n = rows.shape[0]
@@ -112,7 +112,7 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
         for o in range(h1):
             row[o] = W1[o, i]
     for t in prange(threads):
-        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast,
+        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind,
                                 chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
     # Add the other threads' gradients into grad, each thread taking a slice of the parameters
     # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
@@ -130,7 +130,7 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
 
 
 @njit(**OPTS)
-def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, fast, chunk, stride,
+def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
                  WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
     """Thread ``t``'s share: chunks ``t, t + threads, ...``; returns their loss and adds their
     gradients to ``grad`` (thread 0) or to ``G[t - 1]``. W¹'s gradient (at offset 0) is written
@@ -156,8 +156,8 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         first_layer(isa, X, rows[r0:r0 + nr], scale, xc, WT, Z, nr, upcoming)
         HT = _rows(act, 0, h1, stride)
         _transpose(Z, nr, HT)
-        _bias_activation(HT, b1, nr, kind, fast, L > 1)
-        loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, sm, g, logitsT, inv_n)
+        _bias_activation(HT, b1, nr, kind, L > 1)
+        loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n)
         dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
         # a thread's first chunk writes W¹'s gradient, the others add to it
         weight_gradient(isa, _rows(g, 0, h1, d), dZT, xc, nr, c == t, X, upcoming)
@@ -166,7 +166,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
 
 
 @njit(**OPTS)
-def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, sm, g, logitsT, inv_n):
+def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
     loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
@@ -189,7 +189,7 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
         HT = _rows(act, a_off[l], sizes[l + 1], stride)
         rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], runtime(0), cols, sizes[l], runtime(True))
-        _bias_activation(HT, b, nr, kind, fast, l < L - 1)
+        _bias_activation(HT, b, nr, kind, l < L - 1)
     # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out as
     # means and the threads' sums need no final scaling
     ZT = _rows(act, a_off[L - 1], k, stride)
@@ -205,7 +205,7 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
     for j in range(k):
         z, e = ZT[j], dZT[j]
         for s in range(nr):
-            e[s] = exp_neg(z[s] - top[s], fast)
+            e[s] = exp_neg(z[s] - top[s])
             total[s] += e[s]
     for s in range(nr):  # top becomes the log-sum-exp, total its reciprocal
         top[s] += np.log(total[s])
@@ -252,13 +252,13 @@ def _transpose(Z, nr, HT):
 
 
 @njit(inline="always", **OPTS)
-def _bias_activation(HT, b, nr, kind, fast, hidden):
+def _bias_activation(HT, b, nr, kind, hidden):
     """``HT[:, :nr] = g(HT + b)`` (only ``+ b`` for the output layer)."""
     for j in range(HT.shape[0]):
         row, bj = HT[j], b[j]
         if hidden:
             for s in range(nr):
-                row[s] = activate(row[s] + bj, kind, fast)
+                row[s] = activate(row[s] + bj, kind)
         else:
             for s in range(nr):
                 row[s] += bj

@@ -41,7 +41,7 @@ AHEAD = 8
 
 
 @njit(parallel=True, **OPTS)
-def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, fast, chunk, stride, ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
+def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk, stride, ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits of the batch ``rows`` of the compressed inputs ``values, indices, indptr``.
 
@@ -83,8 +83,8 @@ def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, pa
             _forward(values, indices, indptr, batch, W1Tf, hp, h1, zc)
             _transpose(zc, hp, act, stride, nr, h1, True)  # sums -> feature-major, as the layers above read them
             HT = _rows(act, 0, h1, stride)
-            _bias_activation(HT, b1, nr, kind, fast, L > 1)  # as the dense pass does
-            loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, fast, stride, act, dz, SM[t], g, logitsT, inv_n)
+            _bias_activation(HT, b1, nr, kind, L > 1)  # as the dense pass does
+            loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, SM[t], g, logitsT, inv_n)
             dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
             _transpose(zc, hp, dz[(L - 1) % 2], stride, nr, h1, False)  # dZ -> sample-major (padding lanes stay 0)
             _weight_gradient(values, indices, indptr, batch, zc, hp, h1, g1t)

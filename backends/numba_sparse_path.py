@@ -145,7 +145,7 @@ class SparseFirstLayer:
             kernels.loss_and_gradients,
             backend.isa, S.values, S.indices, S.indptr, backend._scale_of(S), rows, Y, np.ascontiguousarray(layers[0][0], dtype=dtype), W1T, params,
             np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
-            backend._kind(activation), dtype == np.float32, chunk, lay.stride(chunk), ZC, G1T, G, ACT, DZ, SM, grad, ZT,
+            backend._kind(activation), chunk, lay.stride(chunk), ZC, G1T, G, ACT, DZ, SM, grad, ZT,
         )
         return loss, flat.unpack(grad, layers), ZT.T
 
