@@ -31,7 +31,9 @@ def _gemm(flop: int, dtype: str):
 
 def _blas() -> str:
     pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    return ", ".join(f"{p['internal_api']} {p.get('architecture', '')} kernel, {p['num_threads']} threads" for p in pools) or "unknown BLAS"
+    # one entry per distinct pool: NumPy's and SciPy's bundled OpenBLAS read the same alike
+    described = dict.fromkeys(f"{p['internal_api']} {p.get('architecture', '')} kernel, {p['num_threads']} threads" for p in pools)
+    return "; ".join(described) or "unknown BLAS"
 
 
 @pytest.mark.benchmark(group=FULL_BATCH)
