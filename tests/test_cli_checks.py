@@ -119,6 +119,13 @@ def test_numba_runs_say_their_thread_count(capsys):
     assert f"threads: numba {numba.config.NUMBA_NUM_THREADS} (NUMBA_NUM_THREADS=" in first and ", BLAS " in first
 
 
+def _ctrl_c_default():
+    """In the child: SIGINT as a terminal's foreground job has it. A suite started in the
+    background (``cmd &``, ``nohup``) has SIGINT ignored, which its children inherit; a run
+    started so rightly ignores Ctrl-C, and a test of Ctrl-C would wait for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_netcore(*args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen([sys.executable, "-m", "netcore", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
@@ -159,24 +166,14 @@ def test_ctrl_c_during_a_local_cluster_run_is_one_line(tmp_path):
     pytest.importorskip("distributed")
     idx_folder(tmp_path, n=2000)
     proc = run_netcore("train", "--workers", "2", "--data", str(tmp_path), "--epochs", "100000", "--backend", "numpy", "--hidden", "8",
-                       start_new_session=True)  # its own process group, as a terminal's foreground job
+                       start_new_session=True,  # its own process group, as a terminal's foreground job
+                       preexec_fn=_ctrl_c_default)
     deadline = time.monotonic() + 120
     line = ""
     while not line.startswith("epoch") and time.monotonic() < deadline:
         line = proc.stdout.readline()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group, workers included
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        # Known intermittent fault, cause not found: in 2 of 7 full-suite runs on one day (2-core
-        # machine) the first Ctrl-C neither stopped the run nor printed anything within 60 s. A
-        # user presses Ctrl-C again; so does this test, and the run must then stop the same way.
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
     assert line.startswith("epoch") and proc.returncode == 130
     lines = [line for line in err.splitlines() if not line.startswith("note: ")]  # the note says where the test split came from
-    assert len(lines) == 1 and lines[0].startswith("netcore: interrupted"), err
+    assert len(lines) == 1 and lines[0].startswith("netcore: interrupted during epoch "), err

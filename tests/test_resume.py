@@ -116,7 +116,10 @@ def test_ctrl_c_advice_resumes_the_run_exactly(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NETCORE_BACKEND": "python"}
     subprocess.run(cmd(tmp_path / "straight.npz"), check=True, capture_output=True, env=env)
     cut = tmp_path / "cut.npz"
-    proc = subprocess.Popen(cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT as a terminal's foreground job has it: a suite started in the background has it
+    # ignored, and its children inherit that
+    proc = subprocess.Popen(cmd(cut), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not cut.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
