@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import timeit
 
 import numpy as np
 import pytest
@@ -45,12 +46,7 @@ CASES = {
 def step_seconds(step, calls: int = 5) -> float:
     """The median time of ``step`` over ``calls`` calls, after one untimed call (Numba's compile)."""
     step()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timeit.repeat(step, number=1, repeat=calls))
 
 
 def busy_wait(seconds: float) -> None:
