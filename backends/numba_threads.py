@@ -24,9 +24,11 @@ import os
 log = logging.getLogger("netcore")
 
 #: log2 of the clock ticks an OpenBLAS thread spins after a call before it sleeps: 2**20 ticks,
-#: about 0.3 ms here, against 2**28 (0.1 s) by default. Long enough for the calls of NumPy's
+#: about 0.4 ms here, against 2**28 (0.1 s) by default. Long enough for the calls of NumPy's
 #: op-by-op path to find the pool awake, short enough that a fused step after a BLAS call loses
-#: under 3% of one core.
+#: under 3% of one core. A BLAS call after a step finds the pool asleep and pays for waking it
+#: (a 0.6 ms sgemm: 1.2x), no more than after a Python loop or a sleep as long as the step: not
+#: a fight. Only threads spinning through the step would save most of it, taking a core from it.
 BLAS_SPIN_LOG2 = 20
 
 _blas_state: str | None = None
