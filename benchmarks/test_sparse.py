@@ -1,9 +1,10 @@
 """The numba backend's sparse first layer: one full-batch step of the tutorial network on
 mostly-zero images, the dense and sparse paths side by side, with the dense floor.
 
-- MNIST-density images: the 10,000 MNIST test images in ``../shared/data/mnist/`` (from the
-  repository root) tiled to ``--samples``, or where they are absent, generated pen strokes at
-  MNIST's density (``benchmarks/sparse_data.py``); the row names say which.
+- MNIST-density images: the 10,000 MNIST test images from ``--netcore-data DIR`` if given, else
+  ``../shared/data/mnist/`` (from the repository root), tiled to ``--samples``; where neither
+  has them, generated pen strokes at MNIST's density (``benchmarks/sparse_data.py``), with a
+  warning; the row names say which.
 - Fashion-MNIST's 60,000 training images from Debian's ``dataset-fashion-mnist`` package
   (``/usr/share/datasets/fashion-mnist``); skipped, with the reason, where it is not installed.
 - The floor: the step's dense FLOPs (3.16 GFLOP for 60,000 samples) at the speed of a large
@@ -21,6 +22,7 @@ mostly-zero images, the dense and sparse paths side by side, with the dense floo
 from __future__ import annotations
 
 import tracemalloc
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -40,14 +42,23 @@ SGEMM = 2048
 
 
 @cache
-def mnist_density(samples: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(X uint8, labels, what)``: MNIST's test images tiled to ``samples``, or generated ones."""
-    if MNIST_TEST.exists():
-        X = read_idx(MNIST_TEST).reshape(-1, 784)
-        labels = read_idx(MNIST_TEST.with_name("t10k-labels-idx1-ubyte.gz")).astype(np.intp)
+def mnist_density(samples: int, folder: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(X uint8, labels, what)``: MNIST's test images tiled to ``samples``, or generated ones.
+
+    The images come from ``folder`` (``--netcore-data``) if given, which must then hold them,
+    else from the checkout's ``../shared/data/mnist``; without either the rows time generated
+    strokes, say so in their names, and a warning names the path that was looked for."""
+    images = Path(folder) / MNIST_TEST.name if folder else MNIST_TEST
+    if images.exists():
+        X = read_idx(images).reshape(-1, 784)
+        labels = read_idx(images.with_name("t10k-labels-idx1-ubyte.gz")).astype(np.intp)
         reps = -(-samples // len(X))
         what = f"MNIST t10k tiled to {samples:,}"
         return np.ascontiguousarray(np.tile(X, (reps, 1))[:samples]), np.tile(labels, reps)[:samples], what
+    if folder:
+        raise pytest.UsageError(f"--netcore-data {folder}: no {MNIST_TEST.name} there for the sparse benchmark's MNIST rows")
+    warnings.warn(f"MNIST's test images are not at {images.resolve()}: the sparse rows time generated strokes at MNIST's density "
+                  "(pass --netcore-data DIR to time the real images)", stacklevel=2)
     X = strokes(samples, 784, MNIST_DENSITY, seed=0)
     return X, np.arange(samples) % 10, f"generated strokes at MNIST's density, {samples:,}"
 
@@ -65,7 +76,7 @@ def _data(kind: str, settings: Settings):
         if not (FASHION / "train-images-idx3-ubyte.gz").exists():
             pytest.skip(f"Fashion-MNIST is not installed in {FASHION} (apt-get install dataset-fashion-mnist)")
         return fashion(settings.samples)
-    return mnist_density(settings.samples)
+    return mnist_density(settings.samples, settings.data)
 
 
 def _net(path: str):

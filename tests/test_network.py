@@ -8,6 +8,7 @@ import pytest
 from netcore import MLP
 from netcore.optim import StepLR
 from netcore.trainer import train_full_batch
+from netcore.validation import check_X
 
 from .conftest import make_data
 
@@ -132,6 +133,27 @@ def test_bad_input_is_named_before_any_compute(X, y, message):
     net = MLP([4, 5, 3], backend="numpy", seed=0)
     with pytest.raises((ValueError, TypeError), match=message):
         net.step(X, y, 0.1)
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        np.full((2, 3), 1e308),  # finite, but its sum overflows: the elementwise test decides
+        np.full((2, 3), -3e38, np.float32),  # float32 extremes: their float64 sum is finite
+        np.array([[1e308, -1e308, 5.0]]),
+    ],
+)
+def test_huge_finite_values_are_not_taken_for_infinity(X):
+    assert check_X(X) is not None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_bad_value_among_huge_ones_is_found(bad, dtype):
+    X = np.full((3, 4), np.finfo(dtype).max / 2, dtype)
+    X[2, 1] = bad
+    with pytest.raises(ValueError, match=r"contains (NaN|infinity) \(at index 2, 1\)"):
+        check_X(X)
 
 
 @pytest.mark.parametrize(
