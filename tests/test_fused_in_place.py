@@ -1,9 +1,10 @@
 """The fused pass's first layer reading float inputs where they lie in X.
 
 A chunk whose rows are a run of X already in the compute dtype (a full batch of float inputs)
-is read in place by the forward product and the weight gradient; any other chunk (a shuffled
-mini-batch, uint8) is first copied into the chunk buffer. Both must give the float64 generic
-path's numbers, and the same numbers as each other on the same samples in the same order.
+is read in place by the forward product and the weight gradient; a run of uint8 rows is
+converted for the forward and read as bytes by the weight gradient; any other chunk (a shuffled
+mini-batch) is first copied into the chunk buffer. All must give the float64 generic path's
+numbers, and float inputs the same numbers read in place as copied.
 """
 
 from __future__ import annotations
@@ -61,18 +62,25 @@ def row_orders(n, rng):
 SHAPES = [[1, 3, 2], [7, 5, 3], [9, 8, 4], [25, 17, 3], [49, 33, 16, 5], [53, 24, 2], [97, 48, 7, 3], [784, 16, 16, 10]]
 
 
+def inputs(rng, shape, dtype, uint8):
+    return rng.integers(0, 256, shape).astype(np.uint8) if uint8 else (rng.standard_normal(shape) * 2).astype(dtype)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("uint8", [False, True], ids=["float-input", "uint8-input"])
 @pytest.mark.parametrize("sizes", SHAPES, ids=["-".join(map(str, s)) for s in SHAPES])
-def test_every_row_order_matches_generic(name, threads, chunk_rows, dtype, sizes):
+def test_every_row_order_matches_generic(name, threads, chunk_rows, dtype, uint8, sizes):
+    """Float inputs in the compute dtype are read in place where a chunk is a run of rows; uint8
+    ones are converted for the forward, and their weight gradient reads the bytes in place."""
     rng = np.random.default_rng(sizes[0])
     n = 83  # not a multiple of a chunk, a thread's share or a tile's rows
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    X = inputs(rng, (n, sizes[0]), dtype, uint8)
     labels = rng.integers(0, sizes[-1], n)
     net = MLP(sizes, "tanh", backend=name, dtype=dtype, seed=2)
     for label, rows in row_orders(n, rng).items():
         got = fused(net, X, labels, rows)
         try:
-            assert_close(net, got, reference(net, X.astype(np.float64), labels, rows))
+            assert_close(net, got, reference(net, X, labels, rows))
         except AssertionError as e:
             raise AssertionError(f"rows {label}: {e}") from None
 
@@ -124,16 +132,40 @@ def test_arrays_that_are_not_c_contiguous(name, threads, dtype):
     widths=st.lists(st.integers(1, 40), min_size=2, max_size=4),
     n=st.integers(1, 120),
     dtype=st.sampled_from(["float64", "float32"]),
+    uint8=st.booleans(),
     order=st.sampled_from(["all (None)", "a run", "reversed", "shuffled", "swapped in runs of 8", "a run, then shuffled"]),
     seed=st.integers(0, 1000),
 )
-def test_random_networks_and_row_orders(name, widths, n, dtype, order, seed):
+def test_random_networks_and_row_orders(name, widths, n, dtype, uint8, order, seed):
     rng = np.random.default_rng(seed)
     widths[-1] = max(widths[-1], 2)
-    X = (rng.standard_normal((n, widths[0])) * 2).astype(dtype)
+    X = inputs(rng, (n, widths[0]), dtype, uint8)
     labels = rng.integers(0, widths[-1], n)
     net = MLP(widths, "tanh", backend=name, dtype=dtype, seed=seed)
     rows = row_orders(n, rng)[order]
     if rows is not None and len(rows) == 0:
         rows = None
-    assert_close(net, fused(net, X, labels, rows), reference(net, X.astype(np.float64), labels, rows))
+    assert_close(net, fused(net, X, labels, rows), reference(net, X, labels, rows))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_rows,n_cols,K", [(16, 784, 64), (7, 53, 13), (1, 1, 1), (9, 100, 3), (3, 8, 0)])
+def test_the_rank1_tiles_read_uint8_rows_like_floats(name, dtype, n_rows, n_cols, K):
+    """``C (+)= A @ B`` with ``B`` uint8 (pixel rows read in place), in every ISA's tiles and
+    edges (LLVM splits vectors wider than the machine's): 0..255 widened exactly, so the
+    result is that of the same bytes as floats."""
+    from netcore.backends import numba_isa, numba_tiles
+
+    rng = np.random.default_rng(n_rows * 1000 + n_cols + K)
+    A = rng.standard_normal((n_rows, K)).astype(dtype)
+    B = rng.integers(0, 256, (K, n_cols + 5), dtype=np.uint8)
+    B[:, :3] = [0, 128, 255]  # the ends of the range, where a signed widening would go wrong
+    expected = A.astype(np.float64) @ B[:, :n_cols]
+    for variant in numba_isa.VARIANTS:
+        C = np.full((n_rows + 1, n_cols + 2), np.nan, dtype)
+        C[:n_rows, :n_cols] = 1
+        numba_tiles.rank1(variant, C, A, B, n_rows, 0, n_cols, K, False)
+        np.testing.assert_allclose(C[:n_rows, :n_cols], 1 + expected, rtol=1e-5, atol=1e-3, err_msg=variant.name)
+        numba_tiles.rank1(variant, C, A, B, n_rows, 0, n_cols, K, True)
+        np.testing.assert_allclose(C[:n_rows, :n_cols], expected, rtol=1e-5, atol=1e-3, err_msg=variant.name)
+        assert np.isnan(C[n_rows:]).all() and np.isnan(C[:, n_cols:]).all()
