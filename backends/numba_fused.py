@@ -155,7 +155,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         r0 = c * chunk
         nr = min(chunk, n - r0)
         upcoming = rows[min(n, r0 + threads * chunk):min(n, r0 + threads * chunk + chunk)]
-        inputs = first_layer(isa, X, rows[r0:r0 + nr], scale, xc, WT, Z, nr, upcoming)  # X's rows or xc
+        inputs, in_place = first_layer(isa, X, rows[r0:r0 + nr], scale, xc, WT, Z, nr, upcoming)  # X's rows or xc
         HT = _rows(act, 0, h1, stride)
         _transpose(Z, nr, HT)
         _bias_activation(HT, b1, nr, kind, L > 1)
@@ -171,7 +171,9 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
                     row[s] *= scale
             weight_gradient(isa, _rows(g, 0, h1, d), dZT, pixels, nr, c == t, X, upcoming)
         else:
-            weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, upcoming)
+            # rows read in place stream through the hardware's prefetcher: prefetching the next
+            # chunk into L2 as well cost 0.8 ms a float64 step on 2 threads, 1.5 on one
+            weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, upcoming[:0] if in_place else upcoming)
     return loss
 
 

@@ -32,7 +32,7 @@ PREFETCH_ROWS = 4
 @njit(**OPTS)
 def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     """``Z[:nr] = scale * X[rows] @ WT`` (no bias; ``Z`` sample-major); returns the chunk's inputs
-    as floats, for the weight gradient to read.
+    as floats, for the weight gradient to read, and whether they are X's own rows.
 
     Where the chunk's rows are a run of X already in the compute dtype (a full batch, or a
     mini-batch of consecutive rows, of float inputs), the product reads them where they lie and
@@ -56,7 +56,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
             for i in range(d):
                 out[i] = x[i] * scale
     rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True))
-    return src
+    return src, in_place
 
 
 def chunk_inputs(X, rows, scale, xc, nr):

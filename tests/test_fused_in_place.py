@@ -169,3 +169,26 @@ def test_the_rank1_tiles_read_uint8_rows_like_floats(name, dtype, n_rows, n_cols
         numba_tiles.rank1(variant, C, A, B, n_rows, 0, n_cols, K, True)
         np.testing.assert_allclose(C[:n_rows, :n_cols], expected, rtol=1e-5, atol=1e-3, err_msg=variant.name)
         assert np.isnan(C[n_rows:]).all() and np.isnan(C[:, n_cols:]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_only_a_run_of_rows_in_the_compute_dtype_is_read_in_place(name, dtype):
+    """``first_layer`` hands back X's own rows for a run (no copy: they share memory), and its
+    float copy for anything else: rows out of order, a run of another dtype, a scale."""
+    from netcore.backends import numba_isa, numba_tiles
+
+    rng = np.random.default_rng(1)
+    d, h, nr = 21, 5, 9
+    X = rng.standard_normal((40, d)).astype(dtype)
+    WT = np.zeros((d, 16), dtype)
+    WT[:, :h] = rng.standard_normal((d, h))
+    upcoming = np.arange(3, dtype=np.int64)
+    cases = [(X, np.arange(7, 7 + nr), 1, True), (X, swapped_runs(nr, nr) + 7, 1, False), (X, np.arange(7, 7 + nr), 0.5, False),
+             (X.astype(np.float32 if dtype == np.float64 else np.float64), np.arange(7, 7 + nr), 1, False)]
+    for Xi, rows, scale, expected in cases:
+        xc = np.full((nr, d), np.nan, dtype)
+        Z = np.zeros((nr, 16), dtype)
+        inputs, in_place = numba_tiles.first_layer(numba_isa.target_isa(), Xi, rows.astype(np.int64), dtype(scale), xc, WT, Z, nr, upcoming)
+        assert in_place == expected and np.shares_memory(inputs, Xi) == expected
+        np.testing.assert_allclose(inputs, Xi[rows].astype(dtype) * dtype(scale), rtol=1e-6)
+        np.testing.assert_allclose(Z[:, :h], inputs.astype(np.float64) @ WT[:, :h], rtol=1e-4, atol=1e-4)
