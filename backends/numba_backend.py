@@ -232,6 +232,9 @@ class NumbaBackend(Backend):
 
         short_blas_spin()  # once: a spinning BLAS pool would take a core from every step
         f, lay = self.f, self.layout
+        # The kernels are compiled for C-contiguous X and Y (and chosen by dtype alone): a
+        # transposed or column-sliced array would be misread, so it is copied (no-op otherwise).
+        X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
         sizes = (layers[0][0].shape[1], *(W.shape[0] for W, _ in layers))
         rows = np.arange(len(X)) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
         n, threads = len(rows), numba.get_num_threads()

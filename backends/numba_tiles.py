@@ -16,7 +16,9 @@ element:
 
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, types
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
 
 from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
@@ -29,34 +31,112 @@ PREFETCH_ROWS = 4
 
 @njit(**OPTS)
 def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
-    """``xc[:nr] = scale * X[rows]`` and ``Z[:nr] = xc[:nr] @ WT`` (no bias; ``Z`` sample-major).
+    """``Z[:nr] = scale * X[rows] @ WT`` (no bias; ``Z`` sample-major); returns the chunk's inputs
+    as floats, for the weight gradient to read, and whether they are X's own rows.
 
-    The chunk's rows of X are converted to floats first (uint8 scaled by 1/255 on the way), a
-    few rows ahead prefetched, the last ones from ``upcoming`` (the thread's next chunk); ``xc``
-    keeps them for the weight gradient. The product is a rank-1 tile per input: a row of the
-    transposed weights (``WT``, inputs x neurons padded to whole vectors) loaded as vectors, each
-    sample's input broadcast into them.
+    Where the chunk's rows are a run of X already in the compute dtype (a full batch, or a
+    mini-batch of consecutive rows, of float inputs), the product reads them where they lie and
+    the view of X is returned. Otherwise (uint8, a shuffled mini-batch) they are converted into
+    ``xc`` first (uint8 scaled by 1/255 on the way), a few rows ahead prefetched, the last ones
+    from ``upcoming`` (the thread's next chunk), and ``xc`` is returned: for float64, that copy
+    wrote 376 MB a full-batch step and took as long as the product. The product is a rank-1 tile
+    per input: a row of the transposed weights (``WT``, inputs x neurons padded to whole vectors)
+    loaded as vectors, each sample's input broadcast into them.
     """
-    d = X.shape[1]
-    for r in range(nr):
-        ahead = r + PREFETCH_ROWS
-        if ahead < nr:
-            prefetch_row(X[rows[ahead]])
-        elif ahead - nr < upcoming.shape[0]:
-            prefetch_row(X[upcoming[ahead - nr]])
-        x, out = X[rows[r]], xc[r]
-        for i in range(d):
-            out[i] = x[i] * scale
-    rank1(isa, Z, xc, WT, nr, runtime(0), WT.shape[1], d, runtime(True))
+    src, in_place = chunk_inputs(X, rows, scale, xc, nr)
+    if not in_place:
+        d = X.shape[1]
+        for r in range(nr):
+            ahead = r + PREFETCH_ROWS
+            if ahead < nr:
+                prefetch_row(X[rows[ahead]])
+            elif ahead - nr < upcoming.shape[0]:
+                prefetch_row(X[upcoming[ahead - nr]])
+            x, out = X[rows[r]], xc[r]
+            for i in range(d):
+                out[i] = x[i] * scale
+    rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True))
+    return src, in_place
+
+
+def chunk_inputs(X, rows, scale, xc, nr):
+    """``(X[rows[0]:rows[0] + nr], True)`` if the chunk's ``nr`` rows ``rows`` are that run of X,
+    unscaled and in ``xc``'s dtype, else ``(xc[:nr], False)``: ``xc``, for the caller to fill.
+    Either array has ``xc``'s type, so the products that read it compile once."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(chunk_inputs, inline="always")
+def _chunk_inputs(X, rows, scale, xc, nr):
+    if X.dtype != xc.dtype or X.layout != "C" or X.ndim != 2:
+        return lambda X, rows, scale, xc, nr: (xc[:nr], False)  # uint8 (decided while typing)
+
+    def impl(X, rows, scale, xc, nr):
+        first = run_start(rows, nr)
+        if first >= 0 and scale == 1:
+            return _as_writable(X[first:first + nr]), True
+        return xc[:nr], False
+
+    return impl
+
+
+def pixel_rows(X, rows, xc, nr):
+    """``(X[rows[0]:rows[0] + nr], True)`` if X is uint8 and the chunk's rows are that run of it,
+    else ``(an array of the first one's type, False)``: the raw rows the weight gradient can
+    read in place of their float copy."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(pixel_rows, inline="always")
+def _pixel_rows(X, rows, xc, nr):
+    if X.dtype != types.uint8 or X.layout != "C" or X.ndim != 2:
+        return lambda X, rows, xc, nr: (xc[:nr], False)  # float inputs (decided while typing)
+
+    def impl(X, rows, xc, nr):
+        first = run_start(rows, nr)
+        if first >= 0:
+            return _as_writable(X[first:first + nr]), True
+        return _as_writable(X[:0]), False
+
+    return impl
+
+
+@njit(inline="always", **OPTS)
+def run_start(rows, nr):
+    """``rows[0]`` if ``rows[:nr]`` are consecutive rows, else -1. Every row is checked, not just
+    the last against the first: a shuffled batch can hold a permutation of a run (64 compares
+    against a chunk's 64 x 784 multiply-adds)."""
+    first = rows[0]
+    run = True
+    for r in range(1, nr):
+        run &= rows[r] == first + r
+    return first if run else -1
+
+
+@intrinsic
+def _as_writable(typingctx, a):
+    """``a`` typed as a writable array (the same value). The backend hands X over read-only (one
+    compiled kernel for every kind of array); the products take it in the place of ``xc`` and
+    only read it, and with ``xc``'s type they compile once, not once more for a read-only B."""
+    if not isinstance(a, types.Array):
+        return None
+    sig = a.copy(readonly=False)(a)
+
+    def codegen(context, builder, sig, args):
+        return impl_ret_borrowed(context, builder, sig.return_type, args[0])
+
+    return sig, codegen
 
 
 @njit(**OPTS)
 def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     """``G (+)= dZT[:, :nr] @ xc[:nr]``: the first layer's weight gradient, a block of columns
     (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's next
-    chunk) a few between blocks. This product computes from L2 for as long as memory takes to
-    deliver them, so the next chunk's conversion finds its rows in cache: 3-5 ms an epoch a core
-    of waiting for memory otherwise."""
+    chunk) a few between blocks. ``xc`` is what :func:`first_layer` returned (the chunk's rows
+    of X, or their float copy) or, for a run of uint8 rows, those rows themselves, read as bytes
+    (4 times fewer than their float copy; the caller scales dZ by 1/255). This product computes from L2 for as long as memory takes to
+    deliver them, so the next chunk finds its rows in cache: 3-5 ms an epoch a core of waiting
+    for memory otherwise."""
     h, d = G.shape
     NR, W = tile_shape(isa, G)[1], tile_shape(isa, G)[5]
     step = NR * W

@@ -207,9 +207,9 @@ def test_the_first_layer_converts_then_multiplies_like_the_two_steps_apart(varia
     WT[:, :h] = W.T
     xc = np.full((nr + 3, d + 3), np.nan, np.float32)
     Z = np.full((nr + 5, WT.shape[1]), np.nan, np.float32)
-    tiles.first_layer(variant, X, rows, scale, xc, WT, Z, nr, upcoming)
+    inputs, _ = tiles.first_layer(variant, X, rows, scale, xc, WT, Z, nr, upcoming)  # xc, or X's rows for a run
     expected_x = X[rows].astype(np.float64) * scale
-    np.testing.assert_allclose(xc[:nr, :d], expected_x, rtol=1e-6)
+    np.testing.assert_allclose(inputs[:nr, :d], expected_x, rtol=1e-6)
     np.testing.assert_allclose(Z[:nr, :h], expected_x @ W.T, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(Z[:nr, h:], 0)  # the padding neurons: zero weights
     assert np.isnan(Z[nr:]).all() and np.isnan(xc[nr:]).all() and np.isnan(xc[:, d:]).all()
