@@ -177,7 +177,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     return loss
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)
 def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
@@ -191,6 +191,9 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
     (the second holds the chunk's targets while the softmax runs),
     ``sm`` per-sample softmax scratch. The products run over whole vectors of samples (up to
     ``stride``): the columns past ``nr`` hold leftovers that no sum reads.
+
+    Inlined by Numba (``inline="always"``), for the same reason as the first layer's pieces in
+    :mod:`~netcore.backends.numba_tiles`: a function of its own is compiled twice over.
     """
     L = len(sizes) - 1
     k = sizes[L]

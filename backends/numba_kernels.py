@@ -19,8 +19,8 @@ short_openmp_spin()  # before the OpenMP runtime loads
 
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
-from numba.extending import overload  # noqa: E402
-from numba.np.numpy_support import as_dtype  # noqa: E402
+from numba.core import types as nbtypes  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 from .base import IDENTITY, RELU, SIGMOID, TANH  # noqa: E402, F401  (the contract's activation codes)
 
@@ -48,17 +48,23 @@ def pjit(kernel):
     return call
 
 
-def like(value, x):
+@intrinsic
+def like(typingctx, value, x):
     """``value`` as a constant of ``x``'s type. Numba types a literal ``1`` or ``0.5`` as 64-bit,
     and ``1 - a`` with a float32 ``a`` then computes in float64: correct, but half the vector width
-    and a slow float64 division where a float32 kernel meant none."""
-    return value
+    and a slow float64 division where a float32 kernel meant none.
 
+    An intrinsic (a cast LLVM folds into the constant) rather than an inlined overload: Numba
+    compiles an inlined overload once more and runs its front end again at every call site, and
+    the kernels have dozens of them (0.7 s of a cold compile)."""
+    if not isinstance(nbtypes.unliteral(value), nbtypes.Number) or not isinstance(nbtypes.unliteral(x), nbtypes.Number):
+        return None
+    source, target = nbtypes.unliteral(value), nbtypes.unliteral(x)
 
-@overload(like, inline="always")
-def _like(value, x):
-    scalar = as_dtype(x).type
-    return lambda value, x: scalar(value)
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], source, target)
+
+    return target(source, target), codegen
 
 
 @njit(cache=True, error_model="numpy", inline="always")

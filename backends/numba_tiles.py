@@ -12,6 +12,9 @@ element:
   weight gradients (along the samples).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
+:func:`first_layer` and :func:`weight_gradient` are inlined into the thread pass by Numba
+(``inline="always"``): compiled as functions of their own, each was optimised and turned into
+machine code once alone and again inside the pass (0.9 s of a 12 s cold compile, run time the same).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from .numba_simd import dot_tile, rank1_tile, runtime, tile_shape
 PREFETCH_ROWS = 4
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)
 def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     """``Z[:nr] = scale * X[rows] @ WT`` (no bias; ``Z`` sample-major); returns the chunk's inputs
     as floats, for the weight gradient to read, and whether they are X's own rows.
@@ -128,7 +131,7 @@ def _as_writable(typingctx, a):
     return sig, codegen
 
 
-@njit(**OPTS)
+@njit(inline="always", **OPTS)
 def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     """``G (+)= dZT[:, :nr] @ xc[:nr]``: the first layer's weight gradient, a block of columns
     (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's next
