@@ -105,11 +105,43 @@ def _kernel(builder, name, arg_types, build):
     return fn
 
 
+def _opaque(builder, value):
+    """``value`` unchanged, hidden from LLVM's analyses: an empty inline asm that returns its operand
+    (no instruction is emitted)."""
+    return builder.asm(ir.FunctionType(value.type, [value.type]), "", "=r,0", [value], False)
+
+
+#: Rows of ``A`` a rank-1 tile addresses from one base pointer (offsets 0-4 rows: see _rank1_body).
+ROWS_PER_BASE = 5
+
+
 def _rank1_body(MR, NR, VT, itemsize, bytes_b=False):
+    """The rank-1 tile's function. ``A``'s rows are read through one base pointer per 5 rows, each
+    row ``base + l * stride`` with ``l * stride`` an x86 addressing mode (stride x 1, 2, 4, or 3 x
+    stride), and each base advanced by its own add per step, hidden from LLVM (:func:`_opaque`).
+
+    Left to itself, LLVM's loop-strength reduction may instead chain the rows' addresses, row m's
+    as row m-1's plus the stride, through one register carried from step to step: 24 dependent
+    adds a step for the AVX-512 tall tile, 23-24 cycles where its 24 FMAs take 12 (138 GFLOP/s
+    instead of 250 here, Zen 5). Whether it does depends on the module the function is optimised
+    in (Numba compiles a copy into each caller's module, and which copy the JIT binds depends on
+    what the process compiled or loaded from the cache first), so the speed changed from one
+    process to the next. Opaque bases are not induction variables: there is nothing to chain."""
+
     def build(builder, args):
         c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K, assign = args
         lanes = VT.count
+        i8 = ir.IntType(8)
         acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
+        row_bytes = builder.mul(a_rs, ir.Constant(a_rs.type, itemsize))
+        stride = [_opaque(builder, row_bytes), _opaque(builder, builder.mul(row_bytes, ir.Constant(a_rs.type, 3)))]
+        # row l of a base: (register, scale) of its offset, a single addressing mode each
+        offsets = {1: (0, 1), 2: (0, 2), 3: (1, 1), 4: (0, 4)}
+        bases = []
+        for g in range(0, MR, ROWS_PER_BASE):
+            ptr = builder.gep(a0, [builder.mul(ir.Constant(a_rs.type, g), a_rs)])
+            bases.append(cgutils.alloca_once_value(builder, ptr))
+        col_bytes = builder.mul(a_cs, ir.Constant(a_cs.type, itemsize))
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
             b_row = builder.gep(b0, [builder.mul(k, b_rs)])
@@ -118,11 +150,19 @@ def _rank1_body(MR, NR, VT, itemsize, bytes_b=False):
                 bv = [builder.uitofp(_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), BT, 1)[1], VT) for v in range(NR)]
             else:
                 bv = [_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), VT, itemsize)[1] for v in range(NR)]
-            a_col = builder.gep(a0, [builder.mul(k, a_cs)])
-            for m in range(MR):
-                x = _splat(builder, builder.load(builder.gep(a_col, [builder.mul(ir.Constant(k.type, m), a_rs)])), VT)
-                for v in range(NR):
-                    builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
+            for g, base in enumerate(bases):
+                col = builder.load(base)
+                for m in range(g * ROWS_PER_BASE, min(MR, (g + 1) * ROWS_PER_BASE)):
+                    l = m - g * ROWS_PER_BASE
+                    ptr = col
+                    if l:
+                        reg, scale = offsets[l]
+                        off = stride[reg] if scale == 1 else builder.mul(stride[reg], ir.Constant(a_rs.type, scale))
+                        ptr = builder.gep(col, [off], source_etype=i8)
+                    x = _splat(builder, builder.load(builder.bitcast(ptr, col.type)), VT)
+                    for v in range(NR):
+                        builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
+                builder.store(_opaque(builder, builder.gep(col, [col_bytes], source_etype=i8)), base)
         for m in range(MR):
             c_row = builder.gep(c0, [builder.mul(ir.Constant(c_rs.type, m), c_rs)])
             for v in range(NR):
