@@ -12,7 +12,7 @@ travel as one flat vector and the gradient comes back as one (:mod:`netcore.back
 The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
 needs no copy of X; it converts them to floats once for the weight gradient to reuse, unless they
 are a run of X already in the compute dtype (float inputs, a full batch), which both products
-then read in place; the weight gradient reads a run of uint8 rows as bytes. Within a
+then read in place. Within a
 chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
 ``(width, stride)`` with the samples along the rows, so the small layers, the activations and
 the softmax run along the samples. The products are register tiles sized for the CPU
@@ -29,7 +29,7 @@ from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
 from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
 from .numba_simd import runtime
-from .numba_tiles import dot, first_layer, pixel_rows, rank1, weight_gradient
+from .numba_tiles import dot, first_layer, rank1, weight_gradient
 
 
 def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
@@ -162,22 +162,13 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n)
         dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
         _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
-        # a thread's first chunk writes W¹'s gradient, the others add to it
-        pixels, raw = pixel_rows(X, rows[r0:r0 + nr], xc, nr)
-        if raw:  # a run of uint8 rows, read as bytes: the 1/255 goes into dZ¹ (its bias gradient taken)
-            for j in range(h1):
-                row = dZT[j]
-                for s in range(nr):
-                    row[s] *= scale
-            weight_gradient(isa, _rows(g, 0, h1, d), dZT, pixels, nr, c == t, X, upcoming)
-        else:
-            # rows read in place stream through the hardware's prefetcher: prefetching the next
-            # chunk into L2 as well cost 0.8 ms a float64 step on 2 threads, 1.5 on one
-            weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, upcoming[:0] if in_place else upcoming)
+        # a thread's first chunk writes W¹'s gradient, the others add to it; rows read in place stream through the hardware's prefetcher: prefetching the next
+        # chunk into L2 as well cost 0.8 ms a float64 step on 2 threads, 1.5 on one
+        weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, upcoming[:0] if in_place else upcoming)
     return loss
 
 
-@njit(inline="always", **OPTS)
+@njit(**OPTS)
 def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
@@ -192,8 +183,9 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
     ``sm`` per-sample softmax scratch. The products run over whole vectors of samples (up to
     ``stride``): the columns past ``nr`` hold leftovers that no sum reads.
 
-    Inlined by Numba (``inline="always"``), for the same reason as the first layer's pieces in
-    :mod:`~netcore.backends.numba_tiles`: a function of its own is compiled twice over.
+    A function of its own, unlike the first layer's pieces in :mod:`~netcore.backends.numba_tiles`:
+    inlined (``inline="always"``) it compiled 0.4-0.8 s faster, but Numba's SSA check then warned
+    (``NumbaIRAssumptionWarning``) on every float64 compile.
     """
     L = len(sizes) - 1
     k = sizes[L]

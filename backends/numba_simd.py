@@ -38,13 +38,6 @@ def _float_arrays(*arrays):
     return next(iter(dtypes))
 
 
-def _rank1_dtypes(C, A, B):
-    """The float dtype of a rank-1 tile, and whether its ``B`` is uint8 (raw pixel rows)."""
-    if isinstance(B, types.Array) and B.ndim == 2 and B.dtype == types.uint8:
-        return _float_arrays(C, A), True
-    return _float_arrays(C, A, B), False
-
-
 def _element_strides(builder, ary, itemsize):
     """An array's strides in elements (Numba keeps them in bytes)."""
     return [builder.sdiv(s, ir.Constant(s.type, itemsize)) for s in cgutils.unpack_tuple(builder, ary.strides)]
@@ -115,7 +108,7 @@ def _opaque(builder, value):
 ROWS_PER_BASE = 5
 
 
-def _rank1_body(MR, NR, VT, itemsize, bytes_b=False):
+def _rank1_body(MR, NR, VT, itemsize):
     """The rank-1 tile's function. ``A``'s rows are read through one base pointer per 5 rows, each
     row ``base + l * stride`` with ``l * stride`` an x86 addressing mode (stride x 1, 2, 4, or 3 x
     stride), and each base advanced by its own add per step, hidden from LLVM (:func:`_opaque`).
@@ -145,11 +138,7 @@ def _rank1_body(MR, NR, VT, itemsize, bytes_b=False):
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
             b_row = builder.gep(b0, [builder.mul(k, b_rs)])
-            if bytes_b:  # uint8 B: W bytes loaded, widened to floats in the registers
-                BT = ir.VectorType(ir.IntType(8), lanes)
-                bv = [builder.uitofp(_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), BT, 1)[1], VT) for v in range(NR)]
-            else:
-                bv = [_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), VT, itemsize)[1] for v in range(NR)]
+            bv = [_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), VT, itemsize)[1] for v in range(NR)]
             for g, base in enumerate(bases):
                 col = builder.load(base)
                 for m in range(g * ROWS_PER_BASE, min(MR, (g + 1) * ROWS_PER_BASE)):
@@ -178,13 +167,11 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows,
 
     Each step of the reduction loads NR vectors of a row of ``B`` and multiplies each of the MR
     broadcast elements of a column of ``A`` into them; MR x NR accumulators. ``B`` and ``C`` need
-    unit stride along their rows; ``A`` may have any strides (``W.T`` is fine). ``B`` may be
-    uint8 (rows of pixels, read where they lie in X) with ``C`` and ``A`` float: its bytes are
-    converted to floats in the registers, unscaled.
+    unit stride along their rows; ``A`` may have any strides (``W.T`` is fine).
     """
     if not isinstance(isa, IsaType) or _literal(rows) is None or _literal(vectors) is None:
         return None
-    dtype, bytes_b = _rank1_dtypes(C, A, B)
+    dtype = _float_arrays(C, A, B)
     itemsize = dtype.bitwidth // 8
     lanes = isa.isa.lanes(itemsize)
     MR = {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
@@ -203,14 +190,13 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows,
         VT = ir.VectorType(T, lanes)
         c_rs, _ = _element_strides(builder, c, itemsize)
         a_rs, a_cs = _element_strides(builder, a, itemsize)
-        b_rs, _ = _element_strides(builder, b, 1 if bytes_b else itemsize)
+        b_rs, _ = _element_strides(builder, b, itemsize)
         c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), cj_)])
         a0 = builder.gep(a.data, [builder.add(builder.mul(ai_, a_rs), builder.mul(ak_, a_cs))])
         b0 = builder.gep(b.data, [builder.add(builder.mul(bk_, b_rs), bj_)])
         i64, ptr = c_rs.type, c0.type
-        name = f"netcore.rank1.{dtype}{'.u8' if bytes_b else ''}.x{lanes}.{MR}x{NR}"
-        fn = _kernel(builder, name, [ptr, i64, ptr, i64, i64, b0.type, i64, i64, ir.IntType(1)],
-                     _rank1_body(MR, NR, VT, itemsize, bytes_b))
+        fn = _kernel(builder, f"netcore.rank1.{dtype}.x{lanes}.{MR}x{NR}", [ptr, i64, ptr, i64, i64, ptr, i64, i64, ir.IntType(1)],
+                     _rank1_body(MR, NR, VT, itemsize))
         builder.call(fn, [c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K_, assign_])
         return context.get_dummy_value()
 

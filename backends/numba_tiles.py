@@ -83,27 +83,6 @@ def _chunk_inputs(X, rows, scale, xc, nr):
     return impl
 
 
-def pixel_rows(X, rows, xc, nr):
-    """``(X[rows[0]:rows[0] + nr], True)`` if X is uint8 and the chunk's rows are that run of it,
-    else ``(an array of the first one's type, False)``: the raw rows the weight gradient can
-    read in place of their float copy."""
-    raise NotImplementedError("only callable from Numba-compiled code")
-
-
-@overload(pixel_rows, inline="always")
-def _pixel_rows(X, rows, xc, nr):
-    if X.dtype != types.uint8 or X.layout != "C" or X.ndim != 2:
-        return lambda X, rows, xc, nr: (xc[:nr], False)  # float inputs (decided while typing)
-
-    def impl(X, rows, xc, nr):
-        first = run_start(rows, nr)
-        if first >= 0:
-            return _as_writable(X[first:first + nr]), True
-        return _as_writable(X[:0]), False
-
-    return impl
-
-
 @njit(inline="always", **OPTS)
 def run_start(rows, nr):
     """``rows[0]`` if ``rows[:nr]`` are consecutive rows, else -1. Every row is checked, not just
@@ -135,9 +114,8 @@ def _as_writable(typingctx, a):
 def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     """``G (+)= dZT[:, :nr] @ xc[:nr]``: the first layer's weight gradient, a block of columns
     (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's next
-    chunk) a few between blocks. ``xc`` is what :func:`first_layer` returned (the chunk's rows
-    of X, or their float copy) or, for a run of uint8 rows, those rows themselves, read as bytes
-    (4 times fewer than their float copy; the caller scales dZ by 1/255). This product computes from L2 for as long as memory takes to
+    chunk) a few between blocks. ``xc`` is what :func:`first_layer` returned: the chunk's rows
+    of X, or their float copy. This product computes from L2 for as long as memory takes to
     deliver them, so the next chunk finds its rows in cache: 3-5 ms an epoch a core of waiting
     for memory otherwise."""
     h, d = G.shape

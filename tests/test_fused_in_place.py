@@ -1,10 +1,9 @@
 """The fused pass's first layer reading float inputs where they lie in X.
 
 A chunk whose rows are a run of X already in the compute dtype (a full batch of float inputs)
-is read in place by the forward product and the weight gradient; a run of uint8 rows is
-converted for the forward and read as bytes by the weight gradient; any other chunk (a shuffled
-mini-batch) is first copied into the chunk buffer. All must give the float64 generic path's
-numbers, and float inputs the same numbers read in place as copied.
+is read in place by the forward product and the weight gradient; any other chunk (a shuffled
+mini-batch, uint8 rows) is first copied into the chunk buffer, converted. All must give the
+float64 generic path's numbers, and float inputs the same numbers read in place as copied.
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ def inputs(rng, shape, dtype, uint8):
 @pytest.mark.parametrize("sizes", SHAPES, ids=["-".join(map(str, s)) for s in SHAPES])
 def test_every_row_order_matches_generic(name, threads, chunk_rows, dtype, uint8, sizes):
     """Float inputs in the compute dtype are read in place where a chunk is a run of rows; uint8
-    ones are converted for the forward, and their weight gradient reads the bytes in place."""
+    ones are converted into the chunk buffer whatever the order."""
     rng = np.random.default_rng(sizes[0])
     n = 83  # not a multiple of a chunk, a thread's share or a tile's rows
     X = inputs(rng, (n, sizes[0]), dtype, uint8)
@@ -146,29 +145,6 @@ def test_random_networks_and_row_orders(name, widths, n, dtype, uint8, order, se
     if rows is not None and len(rows) == 0:
         rows = None
     assert_close(net, fused(net, X, labels, rows), reference(net, X, labels, rows))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_rows,n_cols,K", [(16, 784, 64), (7, 53, 13), (1, 1, 1), (9, 100, 3), (3, 8, 0)])
-def test_the_rank1_tiles_read_uint8_rows_like_floats(name, dtype, n_rows, n_cols, K):
-    """``C (+)= A @ B`` with ``B`` uint8 (pixel rows read in place), in every ISA's tiles and
-    edges (LLVM splits vectors wider than the machine's): 0..255 widened exactly, so the
-    result is that of the same bytes as floats."""
-    from netcore.backends import numba_isa, numba_tiles
-
-    rng = np.random.default_rng(n_rows * 1000 + n_cols + K)
-    A = rng.standard_normal((n_rows, K)).astype(dtype)
-    B = rng.integers(0, 256, (K, n_cols + 5), dtype=np.uint8)
-    B[:, :3] = [0, 128, 255]  # the ends of the range, where a signed widening would go wrong
-    expected = A.astype(np.float64) @ B[:, :n_cols]
-    for variant in numba_isa.VARIANTS:
-        C = np.full((n_rows + 1, n_cols + 2), np.nan, dtype)
-        C[:n_rows, :n_cols] = 1
-        numba_tiles.rank1(variant, C, A, B, n_rows, 0, n_cols, K, False)
-        np.testing.assert_allclose(C[:n_rows, :n_cols], 1 + expected, rtol=1e-5, atol=1e-3, err_msg=variant.name)
-        numba_tiles.rank1(variant, C, A, B, n_rows, 0, n_cols, K, True)
-        np.testing.assert_allclose(C[:n_rows, :n_cols], expected, rtol=1e-5, atol=1e-3, err_msg=variant.name)
-        assert np.isnan(C[n_rows:]).all() and np.isnan(C[:, n_cols:]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
