@@ -56,7 +56,7 @@ def like(typingctx, value, x):
 
     An intrinsic (a cast LLVM folds into the constant) rather than an inlined overload: Numba
     compiles an inlined overload once more and runs its front end again at every call site, and
-    the kernels have dozens of them (0.7 s of a cold compile)."""
+    the kernels have dozens of them (1.7 s of a 12 s cold compile)."""
     if not isinstance(nbtypes.unliteral(value), nbtypes.Number) or not isinstance(nbtypes.unliteral(x), nbtypes.Number):
         return None
     source, target = nbtypes.unliteral(value), nbtypes.unliteral(x)

@@ -85,21 +85,22 @@ def _exp_points():
     ])
 
 
+def _within_ulps(loop, x, exact, limit=MAX_ULP):
+    """``loop`` applied to ``x``, after checking it against ``exact`` (80-bit) to ``limit`` ulps."""
+    got = _apply(loop, x)
+    worst = _ulps(got, exact(x.astype(np.longdouble)))
+    assert worst.max() <= limit, f"{worst.max():.2f} ulp at x = {x[worst.argmax()]!r}"
+    return got
+
+
 @needs_extended
 def test_tanh_is_within_a_few_ulps_everywhere():
-    x = _tanh_points()
-    got = _apply(_tanh_loop, x)
-    worst = _ulps(got, np.tanh(x.astype(np.longdouble)))
-    assert worst.max() <= MAX_ULP, f"{worst.max():.2f} ulp at x = {x[worst.argmax()]!r}"
-    assert np.abs(got).max() <= 1.0
+    assert np.abs(_within_ulps(_tanh_loop, _tanh_points(), np.tanh)).max() <= 1.0
 
 
 @needs_extended
 def test_exp_is_within_a_few_ulps_down_to_subnormal_results():
-    x = _exp_points()
-    got = _apply(_exp_loop, x)
-    worst = _ulps(got, np.exp(x.astype(np.longdouble)))
-    assert worst.max() <= MAX_ULP, f"{worst.max():.2f} ulp at x = {x[worst.argmax()]!r}"
+    got = _within_ulps(_exp_loop, _exp_points(), np.exp)
     assert (got >= 0).all()  # 0 only where the exact value rounds to it (checked above)
 
 
@@ -107,9 +108,7 @@ def test_exp_is_within_a_few_ulps_down_to_subnormal_results():
 def test_sigmoid_with_the_vectorised_exp_is_within_a_few_ulps():
     rng = np.random.default_rng(3)
     x = np.concatenate([_points(rng, -700, 700, 100_001), _points(rng, -40, 40, 100_001), [0.0, 1e-300, -1e-300]])
-    got = _apply(_sigmoid_loop, x)
-    worst = _ulps(got, 1 / (1 + np.exp(-x.astype(np.longdouble))))
-    assert worst.max() <= MAX_ULP + 1, f"{worst.max():.2f} ulp at x = {x[worst.argmax()]!r}"
+    _within_ulps(_sigmoid_loop, x, lambda xl: 1 / (1 + np.exp(-xl)), MAX_ULP + 1)
 
 
 def test_they_agree_with_numpy_where_no_long_double_is_needed():
