@@ -58,7 +58,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
             x, out = X[rows[r]], xc[r]
             for i in range(d):
                 out[i] = x[i] * scale
-    rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), in_place)
+    rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), runtime(in_place))
     return src, in_place
 
 
@@ -132,13 +132,6 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
         p += 1
 
 
-@njit(inline="always", **OPTS)
-def _ahead(on, A, end, n_rows, m):
-    """Bytes of ``A``'s rows from row ``end`` on (up to ``m`` rows, the next tile's) that a tile
-    prefetches while it computes, if ``on``."""
-    return max(0, min(m, n_rows - end)) * A.strides[0] if on else 0
-
-
 @njit(**OPTS)
 def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign, ahead):
     """``C[:n_rows, j0:n_cols] (+)= A[:n_rows, :K] @ B[:K, j0:n_cols]``.
@@ -150,22 +143,22 @@ def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign, ahead):
     """
     MR, NR, TALL, _, _, W = tile_shape(isa, C)
     j = j0
-    first = ahead
+    ahead_bytes = A.strides[0] if ahead else 0  # a row's bytes, times the rows a tile prefetches
     while j + NR * W <= n_cols:
         o = 0
         while o + MR <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + MR, n_rows, MR), 0, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(MR, n_rows - o - MR) * ahead_bytes, 0, 0)
             o += MR
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 4, n_rows, 4), 4, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 0)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 2, n_rows, 2), 2, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 0)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 1, n_rows, 1), 1, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 0)
         j += NR * W
-        first = False
+        ahead_bytes = 0
     if NR > 2 and j + 2 * W <= n_cols:
         # two vectors left (the first layer's 16 float64 neurons on AVX-512): MR x 2 tiles, steadier
         # than two passes of the tall tile (11 ms for 60,000 samples, where the tall one took 12-21).
@@ -173,36 +166,36 @@ def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign, ahead):
         # took 23.5 ms instead of 20 in 2 of 3 processes
         o = 0
         while o + MR <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + MR, n_rows, MR), 0, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(MR, n_rows - o - MR) * ahead_bytes, 0, 2)
             o += MR
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 4, n_rows, 4), 4, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 2)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 2, n_rows, 2), 2, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 2)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 1, n_rows, 1), 1, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 2)
         j += 2 * W
-        first = False
+        ahead_bytes = 0
     while j + W <= n_cols:  # one vector at a time
         o = 0
         while o + TALL <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + TALL, n_rows, TALL), -1, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(TALL, n_rows - o - TALL) * ahead_bytes, -1, 1)
             o += TALL
         while o + 8 <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 8, n_rows, 8), 8, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(8, n_rows - o - 8) * ahead_bytes, 8, 1)
             o += 8
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 4, n_rows, 4), 4, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 1)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 2, n_rows, 2), 2, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 1)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, _ahead(first, A, o + 1, n_rows, 1), 1, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 1)
         j += W
-        first = False
+        ahead_bytes = 0
     if j < n_cols:  # columns short of a vector
         zero = like(0, C[0, 0])
         for o in range(n_rows):
