@@ -196,7 +196,7 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         W = _rows(params, w_off[l] - skip, sizes[l + 1], sizes[l])
         b = params[b_off[l] - skip:b_off[l] - skip + sizes[l + 1]]
         HT = _rows(act, a_off[l], sizes[l + 1], stride)
-        rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], runtime(0), cols, sizes[l], runtime(True))
+        rank1(isa, HT, W, _rows(act, a_off[l - 1], sizes[l], stride), sizes[l + 1], runtime(0), cols, sizes[l], runtime(True), runtime(False))
         _bias_activation(HT, b, nr, kind, l < L - 1)
     # softmax + cross-entropy along the samples; dZ = (P - Y) / n, so the gradients come out as
     # means and the threads' sums need no final scaling
@@ -242,7 +242,7 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         _add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
         W = _rows(params, w_off[l] - skip, h, d)
         below = _rows(dz[(L - l) % 2], 0, d, stride)
-        rank1(isa, below, W.T, dZT, d, runtime(0), cols, h, runtime(True))
+        rank1(isa, below, W.T, dZT, d, runtime(0), cols, h, runtime(True), runtime(False))
         for j in range(d):
             out, a = below[j], AT[j]
             for s in range(nr):

@@ -104,6 +104,13 @@ def _opaque(builder, value):
     return builder.asm(ir.FunctionType(value.type, [value.type]), "", "=r,0", [value], False)
 
 
+def _prefetch_l2(builder, ptr):
+    """Start loading the cache line at ``ptr`` into L2 (prefetcht1: not into L1, where it would
+    evict the tile's own rows)."""
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32]), "llvm.prefetch.p0")
+    builder.call(fn, [ptr, _I32(0), _I32(2), _I32(1)])
+
+
 #: Rows of ``A`` a rank-1 tile addresses from one base pointer (offsets 0-4 rows: see _rank1_body).
 ROWS_PER_BASE = 5
 
@@ -122,9 +129,10 @@ def _rank1_body(MR, NR, VT, itemsize):
     process to the next. Opaque bases are not induction variables: there is nothing to chain."""
 
     def build(builder, args):
-        c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K, assign = args
+        c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K, assign, ahead = args
         lanes = VT.count
         i8 = ir.IntType(8)
+        i64 = a_rs.type
         acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
         row_bytes = builder.mul(a_rs, ir.Constant(a_rs.type, itemsize))
         stride = [_opaque(builder, row_bytes), _opaque(builder, builder.mul(row_bytes, ir.Constant(a_rs.type, 3)))]
@@ -135,8 +143,17 @@ def _rank1_body(MR, NR, VT, itemsize):
             ptr = builder.gep(a0, [builder.mul(ir.Constant(a_rs.type, g), a_rs)])
             bases.append(cgutils.alloca_once_value(builder, ptr))
         col_bytes = builder.mul(a_cs, ir.Constant(a_cs.type, itemsize))
+        # the rows after the tile's, prefetched at the rate the tile reads its own (MR elements a
+        # step), so a run of rows in memory arrives one tile ahead
+        per_step = MR * itemsize
+        following = builder.gep(a0, [builder.mul(ir.Constant(i64, MR), a_rs)])
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
+            offset = builder.mul(k, ir.Constant(i64, per_step))
+            with builder.if_then(builder.icmp_signed("<", offset, ahead), likely=False):
+                line = builder.gep(following, [offset], source_etype=i8)
+                for extra in range(0, per_step, 64):  # one prefetch a cache line
+                    _prefetch_l2(builder, builder.gep(line, [ir.Constant(i64, extra)], source_etype=i8) if extra else line)
             b_row = builder.gep(b0, [builder.mul(k, b_rs)])
             bv = [_vector_at(builder, b_row, ir.Constant(k.type, v * lanes), VT, itemsize)[1] for v in range(NR)]
             for g, base in enumerate(bases):
@@ -162,12 +179,14 @@ def _rank1_body(MR, NR, VT, itemsize):
 
 
 @intrinsic
-def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows, vectors):
+def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, ahead, rows, vectors):
     """``C[ci:ci+MR, cj:cj+NR*W] (+)= A[ai:ai+MR, ak:ak+K] @ B[bk:bk+K, bj:bj+NR*W]``.
 
     Each step of the reduction loads NR vectors of a row of ``B`` and multiplies each of the MR
     broadcast elements of a column of ``A`` into them; MR x NR accumulators. ``B`` and ``C`` need
-    unit stride along their rows; ``A`` may have any strides (``W.T`` is fine).
+    unit stride along their rows; ``A`` may have any strides (``W.T`` is fine). The first
+    ``ahead`` bytes of memory from ``A[ai+MR, ak]`` on are prefetched into L2 along the way
+    (the next rows, where A's rows lie back to back; 0: nothing), MR elements' worth a step.
     """
     if not isinstance(isa, IsaType) or _literal(rows) is None or _literal(vectors) is None:
         return None
@@ -179,10 +198,10 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows,
     if B.layout != "C" or C.layout != "C":
         raise TypeError("rank1_tile: B and C must be C-contiguous")
     intp = types.intp
-    sig = types.void(isa, C, intp, intp, A, intp, intp, B, intp, intp, intp, types.boolean, rows, vectors)
+    sig = types.void(isa, C, intp, intp, A, intp, intp, B, intp, intp, intp, types.boolean, intp, rows, vectors)
 
     def codegen(context, builder, sig, args):
-        _, C_, ci_, cj_, A_, ai_, ak_, B_, bk_, bj_, K_, assign_ = args[:12]
+        _, C_, ci_, cj_, A_, ai_, ak_, B_, bk_, bj_, K_, assign_, ahead_ = args[:13]
         c = context.make_array(sig.args[1])(context, builder, C_)
         a = context.make_array(sig.args[4])(context, builder, A_)
         b = context.make_array(sig.args[7])(context, builder, B_)
@@ -195,9 +214,9 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, rows,
         a0 = builder.gep(a.data, [builder.add(builder.mul(ai_, a_rs), builder.mul(ak_, a_cs))])
         b0 = builder.gep(b.data, [builder.add(builder.mul(bk_, b_rs), bj_)])
         i64, ptr = c_rs.type, c0.type
-        fn = _kernel(builder, f"netcore.rank1.{dtype}.x{lanes}.{MR}x{NR}", [ptr, i64, ptr, i64, i64, ptr, i64, i64, ir.IntType(1)],
+        fn = _kernel(builder, f"netcore.rank1.{dtype}.x{lanes}.{MR}x{NR}", [ptr, i64, ptr, i64, i64, ptr, i64, i64, ir.IntType(1), i64],
                      _rank1_body(MR, NR, VT, itemsize))
-        builder.call(fn, [c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K_, assign_])
+        builder.call(fn, [c0, c_rs, a0, a_rs, a_cs, b0, b_rs, K_, assign_, ahead_])
         return context.get_dummy_value()
 
     return sig, codegen

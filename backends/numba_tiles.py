@@ -58,7 +58,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
             x, out = X[rows[r]], xc[r]
             for i in range(d):
                 out[i] = x[i] * scale
-    rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True))
+    rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), runtime(in_place))
     return src, in_place
 
 
@@ -125,7 +125,7 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
     per_part = -(-upcoming.shape[0] // parts)
     j, p = runtime(0), 0
     while j < d:
-        rank1(isa, G, dZT, xc, h, j, min(d, j + step), nr, assign)
+        rank1(isa, G, dZT, xc, h, j, min(d, j + step), nr, assign, runtime(False))
         for r in range(p * per_part, min(upcoming.shape[0], (p + 1) * per_part)):
             prefetch_row(X[upcoming[r]])
         j += step
@@ -133,28 +133,32 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
 
 
 @njit(**OPTS)
-def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign):
+def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign, ahead):
     """``C[:n_rows, j0:n_cols] (+)= A[:n_rows, :K] @ B[:K, j0:n_cols]``.
 
     Whole tiles of the ISA's shape first, then the columns left one vector at a time in tall
-    tiles, and the columns short of a vector element by element.
+    tiles, and the columns short of a vector element by element. With ``ahead`` (``A``'s rows
+    contiguous and just arrived from memory: the first layer's inputs read in place), each tile
+    of the first block of columns prefetches the rows of the next tile.
     """
     MR, NR, TALL, _, _, W = tile_shape(isa, C)
     j = j0
+    ahead_bytes = A.strides[0] if ahead else 0  # a row's bytes, times the rows a tile prefetches
     while j + NR * W <= n_cols:
         o = 0
         while o + MR <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 0, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(MR, n_rows - o - MR) * ahead_bytes, 0, 0)
             o += MR
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 4, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 0)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 2, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 0)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 1, 0)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 0)
         j += NR * W
+        ahead_bytes = 0
     if NR > 2 and j + 2 * W <= n_cols:
         # two vectors left (the first layer's 16 float64 neurons on AVX-512): MR x 2 tiles, steadier
         # than two passes of the tall tile (11 ms for 60,000 samples, where the tall one took 12-21).
@@ -162,34 +166,36 @@ def rank1(isa, C, A, B, n_rows, j0, n_cols, K, assign):
         # took 23.5 ms instead of 20 in 2 of 3 processes
         o = 0
         while o + MR <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 0, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(MR, n_rows - o - MR) * ahead_bytes, 0, 2)
             o += MR
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 4, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 2)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 2, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 2)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 1, 2)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 2)
         j += 2 * W
+        ahead_bytes = 0
     while j + W <= n_cols:  # one vector at a time
         o = 0
         while o + TALL <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, -1, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(TALL, n_rows - o - TALL) * ahead_bytes, -1, 1)
             o += TALL
         while o + 8 <= n_rows:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 8, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(8, n_rows - o - 8) * ahead_bytes, 8, 1)
             o += 8
         if n_rows - o >= 4:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 4, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(4, n_rows - o - 4) * ahead_bytes, 4, 1)
             o += 4
         if n_rows - o >= 2:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 2, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(2, n_rows - o - 2) * ahead_bytes, 2, 1)
             o += 2
         if n_rows - o >= 1:
-            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, 1, 1)
+            rank1_tile(isa, C, o, j, A, o, 0, B, 0, j, K, assign, min(1, n_rows - o - 1) * ahead_bytes, 1, 1)
         j += W
+        ahead_bytes = 0
     if j < n_cols:  # columns short of a vector
         zero = like(0, C[0, 0])
         for o in range(n_rows):

@@ -5,6 +5,7 @@ twin that drops writes, an edge tile that skips a row), so each is pinned here."
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import numpy as np
@@ -158,18 +159,19 @@ def variant(request):
 def test_the_rank1_tiles_multiply_like_numpy(variant, dtype, n_rows, n_cols, K):
     """``C (+)= A @ B`` in the ISA's tiles, the edge tiles and the columns short of a vector, on
     shapes that leave every remainder; ``A`` also as a transposed view (the backward pass's
-    ``W.T``). Nothing outside ``C[:n_rows, j0:n_cols]`` is touched."""
+    ``W.T``), each with and without prefetching the rows ahead (which must change nothing, even
+    where those rows run past ``A``). Nothing outside ``C[:n_rows, j0:n_cols]`` is touched."""
     rng = np.random.default_rng(n_rows * 1000 + n_cols + K)
     A = rng.standard_normal((n_rows, K)).astype(dtype)
     At = np.ascontiguousarray(A.T)
     B = rng.standard_normal((K, n_cols + 3)).astype(dtype)
-    for a, j0 in ((A, 0), (At.T, min(5, n_cols))):
+    for (a, j0), ahead in itertools.product(((A, 0), (At.T, min(5, n_cols))), (False, True)):
         C = np.full((n_rows + 2, n_cols + 3), np.nan, dtype)
         C[:n_rows, j0:n_cols] = 1
-        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, False)
+        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, False, ahead)
         expected = 1 + A.astype(np.float64) @ B[:, j0:n_cols]
         np.testing.assert_allclose(C[:n_rows, j0:n_cols], expected, rtol=1e-4, atol=1e-4)
-        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, True)
+        tiles.rank1(variant, C, a, B, n_rows, j0, n_cols, K, True, ahead)
         np.testing.assert_allclose(C[:n_rows, j0:n_cols], expected - 1, rtol=1e-4, atol=1e-4)
         assert np.isnan(C[n_rows:]).all() and np.isnan(C[:, n_cols:]).all() and np.isnan(C[:, :j0]).all()
 
