@@ -10,10 +10,11 @@ X is ``(n, d)`` row-major (uint8, float32 or float64). The first layer's weights
 the network keeps them (on a cache line: ``NumbaBackend.asparameter``); the other parameters
 travel as one flat vector and the gradient comes back as one (:mod:`netcore.backends.numba_layout`).
 The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
-needs no copy of X. uint8 rows are never copied: both products read their bytes and widen them
-inside the tiles (the weight gradient's 1/255 applied to its sums). Float rows are read in place
-where they are a run of X in the compute dtype (a full batch), else copied once into the chunk
-buffer for both products. Within a
+needs no copy of X. uint8 rows, for a first layer of up to 16 neurons on AVX-512, are not copied
+either: both products read their bytes and widen them inside the tiles (the weight gradient's
+1/255 applied to its sums). Other rows are read in place where they are a run of X in the compute
+dtype (float inputs, a full batch), else converted once into the chunk buffer for both products.
+Within a
 chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
 ``(width, stride)`` with the samples along the rows, so the small layers, the activations and
 the softmax run along the samples. The products are register tiles sized for the CPU

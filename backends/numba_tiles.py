@@ -13,7 +13,8 @@ element:
 - for uint8 inputs, :func:`pixel_product` and :func:`pixel_gradient`, the first layer's two
   products on the chunk's rows where they lie in X, the bytes widened inside the tiles: the
   separate conversion into a chunk buffer of floats (188 MB written a full-batch float32 step)
-  is gone, 5-7% of the step on a Zen 5 (AVX-512 only: on AVX2 it was 7% slower).
+  is gone, 4-7% of the step on a Zen 5 (AVX-512 and first layers of up to 16 neurons only: on
+  AVX2, and for 100 neurons, it was 5-7% slower).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
 :func:`first_layer` and :func:`weight_gradient` (and the pixel drivers in them) are inlined into
@@ -33,6 +34,14 @@ from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
 from .numba_simd import dot_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime, tile_shape
 
+#: The widest first layer whose uint8 rows the pixel tiles read (a multiple of 16, so that the
+#: test on the padded width in :func:`first_layer` and on the width in :func:`weight_gradient`
+#: agree): the weight-gradient tile widens each row's bytes once per 8 neurons, so 16 neurons do it
+#: twice where the separate conversion did once and wrote floats, and won (full-batch step 16.2-16.5
+#: ms on one thread against 17.3); 100 neurons do it 13 times, and the mini-batch epoch (784-100-10)
+#: took 77 ms against 73.5 (Zen 5).
+PIXEL_NEURONS = 16
+
 # Rows of X prefetched ahead of the conversion: far enough to cover memory's latency, near
 # enough not to evict what the conversion writes (on AMD cores the hint fills L1 too).
 PREFETCH_ROWS = 4
@@ -44,8 +53,9 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     as floats, for the weight gradient to read, and whether they are X's own rows.
 
     uint8 rows (pixels) are read where they lie in X by tiles that convert them on the way
-    (:func:`pixel_product`, AVX-512 only: :func:`is_pixels`): nothing is written to ``xc``,
-    which is returned untouched, and the weight gradient reads the bytes as well. Where the chunk's rows are a run of X already in
+    (:func:`pixel_product`, on AVX-512 for up to 16 neurons: :func:`is_pixels`,
+    :data:`PIXEL_NEURONS`): nothing is written to ``xc``, which is returned untouched, and the
+    weight gradient reads the bytes as well. Where the chunk's rows are a run of X already in
     the compute dtype (a full batch, or a mini-batch of consecutive rows, of float inputs), the
     product reads them where they lie and the view of X is returned. Otherwise (a shuffled
     mini-batch of floats) they are copied into ``xc`` first, a few rows ahead prefetched, the
@@ -54,7 +64,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     rank-1 tile per input: a row of the transposed weights (``WT``, inputs x neurons padded to
     whole vectors) loaded as vectors, each sample's input broadcast into them.
     """
-    if is_pixels(isa, X):  # a constant: LLVM drops the other branch
+    if is_pixels(isa, X) and WT.shape[1] <= PIXEL_NEURONS:  # a constant, then a width (padded: the same test)
         pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
         return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
@@ -142,7 +152,7 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
     where they lie in X, as bytes (:func:`pixel_gradient`). This product computes from L2 for as
     long as memory takes to deliver them, so the next chunk finds its rows in cache: 3-5 ms an
     epoch a core of waiting for memory otherwise."""
-    if is_pixels(isa, X):
+    if is_pixels(isa, X) and G.shape[0] <= PIXEL_NEURONS:  # as in first_layer
         pixel_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming)
         return
     h, d = G.shape
