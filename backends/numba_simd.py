@@ -344,10 +344,12 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
     on the way: a block of 16 bytes of every row is widened to floats into a small buffer on the
     stack (two halves: the block being multiplied, and the next one), and the 16 columns of
     multiply-adds broadcast from it, so the converted rows never leave L1. The next block's rows
-    are converted in among this block's multiply-adds, a row or two a column, written out with
-    no branch (the out-of-order core did not overlap a block's worth of conversions on its own:
-    the tile took as long as converting separately); the last blocks go a column at a time, the
-    one short of 16 columns read with a masked load. ``scale`` multiplies the sums once."""
+    are converted in among this block's multiply-adds, a quarter of them after every 4 columns
+    (written out: with a loop a column and a block's conversions in one burst, the forward of
+    60,000 float32 rows took 8.0 ms on one thread, as long as a separate conversion pass and the
+    plain tile, 7.8-8.1; this way 7.5, Zen 5); the last
+    blocks go a column at a time, the one short of 16 columns read with a masked load.
+    ``scale`` multiplies the sums once, not every element."""
 
     def build(builder, args):
         c0, c_rs, x0, x_rs, idx, mr, scale, b0, b_rs, K = args

@@ -173,20 +173,15 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
 def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
     """``Z[:nr] = (scale * X[rows[:nr]]) @ WT`` on uint8 rows read where they lie
     (:func:`~netcore.backends.numba_simd.pixel_tile`: converted inside the tile, a block of
-    columns ahead of the multiply-adds). The ISA's tile over whole groups of its vectors, then
-    one vector at a time in tall tiles, the rows short of a tile in one with fewer rows written
-    (its others repeat the last row). The first pass prefetches the next tile's rows (the
+    columns ahead of the multiply-adds). One vector of neurons at a time (at most
+    :data:`PIXEL_NEURONS`: one or two vectors, short of the ISA's 3-vector tile), in tall tiles,
+    the rows short of one in a tile of the ISA's rows, those short of that in one with fewer rows
+    written (its others repeat the last row). The first pass prefetches the next tile's rows (the
     thread's next chunk after the last)."""
-    MR, NR, TALL, _, _, W = tile_shape(isa, Z)
+    MR, _, TALL, _, _, W = tile_shape(isa, Z)
     n_cols, K = WT.shape[1], X.shape[1]
     j = runtime(0)
-    while j + NR * W <= n_cols:
-        for o in range(0, nr, MR):
-            if j == 0:
-                _prefetch_rows(X, rows, o + MR, o + 2 * MR, nr, upcoming)
-            pixel_tile(isa, Z, o, j, X, rows, o, min(MR, nr - o), scale, WT, j, K, 0, 0)
-        j += NR * W
-    while j < n_cols:  # one vector at a time
+    while j < n_cols:
         o = 0
         while o < nr:
             rows_left = nr - o
