@@ -1,4 +1,4 @@
-"""The two register tiles of the fused pass, written as LLVM IR with explicit vector values.
+"""The register tiles of the fused pass, written as LLVM IR with explicit vector values.
 
 Numba's auto-vectoriser decides for itself whether a tile's accumulators stay in registers; on a
 16-register CPU it spilled them to the stack every iteration. Here each accumulator is one LLVM
@@ -11,6 +11,11 @@ from the ISA type unless the call asks for another (the literal ``rows``/``vecto
 arguments, 0 meaning "the ISA's", rows -1 the ISA's tall tile one vector wide), which the
 drivers in :mod:`netcore.backends.numba_tiles` use for narrow products and the edges. ``assign``
 chooses between writing the result and adding it to what ``C`` holds.
+
+Two more take the first layer's uint8 inputs (pixels) where they lie in X, through the chunk's
+row indices, and widen the bytes to floats inside the tile: :func:`pixel_tile` (the forward,
+converting a block of columns into a small packed buffer ahead of the multiply-adds) and
+:func:`pixel_gradient_tile` (the weight gradient, bytes widened in the registers).
 """
 
 from __future__ import annotations
@@ -311,5 +316,262 @@ def tile_shape(typingctx, isa, array):
 
     def codegen(context, builder, sig, args):
         return context.make_tuple(builder, sig.return_type, [context.get_constant(types.intp, v) for v in values])
+
+    return sig, codegen
+
+
+# --- uint8 rows (pixels) read where they lie in X, converted to floats inside the tiles ----------
+
+#: Bytes of each row the forward pixel tile converts at a time (one 16-byte load a row).
+PACK_COLUMNS = 16
+#: Columns of the forward pixel tile's multiply-adds written out a turn of its loop.
+UNROLL = 4
+
+
+def reads_pixels(isa, X) -> bool:
+    """Whether the first layer reads the Numba type ``X`` with the pixel tiles: C-contiguous rows of
+    uint8, on an ISA of 32 vector registers (AVX-512). On 16 (AVX2) the weight-gradient tile
+    holds 6 neurons, so each row's bytes were widened 3 times for 16 neurons: the step took 31.6
+    ms on one thread where converting the chunk once took 29.6 (Zen 5, ``NUMBA_CPU_NAME=haswell``)."""
+    return (isinstance(isa, IsaType) and isa.isa.registers >= 32 and isinstance(X, types.Array) and X.ndim == 2
+            and X.dtype == types.uint8 and X.layout == "C")
+
+
+def _pixel_arrays(isa, C, X, rows, *floats):
+    """The float dtype of a pixel tile (``rows`` int64 indices of ``X``, the rest 2-D arrays of
+    one float dtype), and whether it reads ``X`` (:func:`reads_pixels`): otherwise the tile
+    compiles to nothing, so that the drivers type (and inline) where they never run."""
+    if not (isinstance(rows, types.Array) and rows.ndim == 1 and rows.dtype == types.int64):
+        raise TypeError("the pixel tiles take int64 row indices")
+    return _float_arrays(C, *floats), reads_pixels(isa, X)
+
+
+def _row_pointers(builder, x0, x_rs, idx, mr, MR):
+    """The MR rows' first bytes, ``x0 + idx[min(m, mr - 1)] * x_rs``: rows past ``mr`` repeat the
+    last one, so a tile with fewer rows computes on real numbers and writes only ``mr`` rows."""
+    last = builder.sub(mr, ir.Constant(mr.type, 1))
+    out = []
+    for m in range(MR):
+        mm = builder.select(builder.icmp_signed("<", ir.Constant(mr.type, m), mr), ir.Constant(mr.type, m), last)
+        out.append(builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [mm])), x_rs)]))
+    return out
+
+
+def _pixel_rows_body(MR, NR, VT, itemsize):
+    """The forward pixel tile's function: ``C[m, :] = scale * (X[idx[m], :K] @ B[:K, :])`` for the
+    MR rows listed in ``idx`` (``m < mr`` written). A BLIS-style packing of A with the conversion
+    on the way: a block of 16 bytes of every row is widened to floats into a small buffer on the
+    stack (two halves: the block being multiplied, and the next one), and the 16 columns of
+    multiply-adds broadcast from it, so the converted rows never leave L1. The next block's rows
+    are converted in among this block's multiply-adds, a quarter of them after every 4 columns
+    (written out: with a loop a column and a block's conversions in one burst, the forward of
+    60,000 float32 rows took 8.0 ms on one thread, as long as a separate conversion pass and the
+    plain tile, 7.8-8.1; this way 7.5, Zen 5); the last
+    blocks go a column at a time, the one short of 16 columns read with a masked load.
+    ``scale`` multiplies the sums once, not every element."""
+
+    def build(builder, args):
+        c0, c_rs, x0, x_rs, idx, mr, scale, b0, b_rs, K = args
+        T, lanes, KB = VT.element, VT.count, PACK_COLUMNS
+        i64 = c_rs.type
+        FT, BT = ir.VectorType(T, KB), ir.VectorType(ir.IntType(8), KB)
+        zero, one, kb_c = ir.Constant(i64, 0), ir.Constant(i64, 1), ir.Constant(i64, KB)
+        pack = builder.alloca(ir.ArrayType(T, 2 * MR * KB))
+        pack.align = 64
+        pack = builder.bitcast(pack, T.as_pointer())
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
+        rows = _row_pointers(builder, x0, x_rs, idx, mr, MR)
+        row_at = builder.alloca(ir.ArrayType(x0.type, MR))  # the same, indexed by a variable
+        for m in range(MR):
+            builder.store(rows[m], builder.gep(row_at, [zero, ir.Constant(i64, m)]))
+        n_blocks = builder.sdiv(builder.add(K, ir.Constant(i64, KB - 1)), kb_c)
+        lane = ir.Constant(ir.VectorType(_I32, KB), list(range(KB)))
+        masked_load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(BT, [BT.as_pointer(), _I32, ir.VectorType(ir.IntType(1), KB), BT]), f"llvm.masked.load.v{KB}i8.p0")
+
+        def half_at(h):
+            return builder.gep(pack, [builder.mul(h, ir.Constant(i64, MR * KB))])
+
+        def convert_row(m, kb, half, mask=None):
+            ptr = builder.bitcast(builder.gep(rows[m], [kb]), BT.as_pointer())
+            raw = builder.load(ptr, align=1) if mask is None else builder.call(masked_load, [ptr, _I32(1), mask, ir.Constant(BT, None)])
+            builder.store(builder.uitofp(raw, FT), builder.bitcast(builder.gep(half, [ir.Constant(i64, m * KB)]), FT.as_pointer()), align=64)
+
+        def convert_masked(block, half):  # any block, the last one short of 16 columns too
+            kb = builder.mul(block, kb_c)
+            left = builder.trunc(builder.sub(K, kb), _I32)
+            mask = builder.icmp_signed("<", lane, _splat(builder, left, lane.type))
+            for m in range(MR):
+                convert_row(m, kb, half, mask)
+
+        def step(k, half, kk):
+            b_row = builder.gep(b0, [builder.mul(k, b_rs)])
+            bv = [_vector_at(builder, b_row, ir.Constant(i64, v * lanes), VT, itemsize)[1] for v in range(NR)]
+            for m in range(MR):
+                x = _splat(builder, builder.load(builder.gep(half, [builder.add(ir.Constant(i64, m * KB), kk)]), align=itemsize), VT)
+                for v in range(NR):
+                    builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
+
+        with builder.if_then(builder.icmp_signed(">", n_blocks, zero)):
+            convert_masked(zero, half_at(zero))
+        with cgutils.for_range(builder, n_blocks) as loop:
+            block = loop.index
+            h = builder.and_(block, one)
+            half, other = half_at(h), half_at(builder.xor(h, one))
+            kb = builder.mul(block, kb_c)
+            nxt = builder.add(kb, kb_c)
+            next_whole = builder.icmp_signed("<=", builder.add(nxt, kb_c), K)
+            with builder.if_else(next_whole, likely=True) as (fast, last):
+                with fast:  # this block and the next whole: 4 columns a turn, a quarter of the next block's rows after them
+                    with cgutils.for_range(builder, ir.Constant(i64, KB // UNROLL)) as turn:
+                        first = builder.mul(turn.index, ir.Constant(i64, UNROLL))
+                        for u in range(UNROLL):
+                            kk = builder.add(first, ir.Constant(i64, u))
+                            step(builder.add(kb, kk), half, kk)
+                        per_turn = -(-MR // (KB // UNROLL))
+                        for r in range(per_turn):  # the last turn's rows past MR redo row MR - 1
+                            m = builder.add(builder.mul(turn.index, ir.Constant(i64, per_turn)), ir.Constant(i64, r))
+                            m = builder.select(builder.icmp_signed("<", m, ir.Constant(i64, MR)), m, ir.Constant(i64, MR - 1))
+                            ptr = builder.bitcast(builder.gep(builder.load(builder.gep(row_at, [zero, m])), [nxt]), BT.as_pointer())
+                            out = builder.bitcast(builder.gep(other, [builder.mul(m, kb_c)]), FT.as_pointer())
+                            builder.store(builder.uitofp(builder.load(ptr, align=1), FT), out, align=64)
+                with last:  # the last block or two: a column at a time
+                    with builder.if_then(builder.icmp_signed("<", builder.add(block, one), n_blocks)):
+                        convert_masked(builder.add(block, one), other)
+                    left = builder.sub(K, kb)
+                    count = builder.select(builder.icmp_signed("<", left, kb_c), left, kb_c)
+                    with cgutils.for_range(builder, count) as inner:
+                        step(builder.add(kb, inner.index), half, inner.index)
+        scale_v = _splat(builder, scale, VT)
+        for m in range(MR):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, m), mr)):
+                c_row = builder.gep(c0, [builder.mul(ir.Constant(i64, m), c_rs)])
+                for v in range(NR):
+                    ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(i64, v * lanes)]), VT.as_pointer())
+                    builder.store(builder.fmul(builder.load(acc[m][v]), scale_v), ptr, align=itemsize)
+
+    return build
+
+
+def _tile_rows(isa, rows):
+    return {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
+
+
+@intrinsic
+def pixel_tile(typingctx, isa, C, ci, cj, X, rows, r0, mr, scale, B, bj, K, tile_rows, vectors):
+    """``C[ci+m, cj:cj+NR*W] = (scale * X[rows[r0+m], :K]) @ B[:K, bj:bj+NR*W]`` for ``m < mr``
+    (``mr`` at most the tile's MR rows): the first layer's forward on uint8 rows of X, gathered
+    through ``rows`` and converted inside the tile (:func:`_pixel_rows_body`). Shapes as
+    :func:`rank1_tile`'s (``tile_rows`` 0: the ISA's, -1: its tall tile). ``B`` and ``C``
+    C-contiguous."""
+    if not isinstance(isa, IsaType) or _literal(tile_rows) is None or _literal(vectors) is None:
+        return None
+    dtype, pixels = _pixel_arrays(isa, C, X, rows, C, B)
+    itemsize = dtype.bitwidth // 8
+    lanes = isa.isa.lanes(itemsize)
+    MR, NR = _tile_rows(isa, tile_rows), _literal(vectors) or isa.isa.rank1_tile[1]
+    if B.layout != "C" or C.layout != "C":
+        raise TypeError("pixel_tile: B and C must be C-contiguous")
+    intp = types.intp
+    sig = types.void(isa, C, intp, intp, X, rows, intp, intp, dtype, B, intp, intp, tile_rows, vectors)
+
+    def codegen(context, builder, sig, args):
+        if not pixels:
+            return context.get_dummy_value()
+        _, C_, ci_, cj_, X_, rows_, r0_, mr_, scale_, B_, bj_, K_ = args[:12]
+        c = context.make_array(sig.args[1])(context, builder, C_)
+        x = context.make_array(sig.args[4])(context, builder, X_)
+        r = context.make_array(sig.args[5])(context, builder, rows_)
+        b = context.make_array(sig.args[9])(context, builder, B_)
+        VT = ir.VectorType(context.get_value_type(dtype), lanes)
+        c_rs, _ = _element_strides(builder, c, itemsize)
+        b_rs, _ = _element_strides(builder, b, itemsize)
+        x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
+        c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), cj_)])
+        b0 = builder.gep(b.data, [bj_])
+        idx = builder.gep(r.data, [r0_])
+        i64, ptr = c_rs.type, c0.type
+        fn = _kernel(builder, f"netcore.pixels.{dtype}.x{lanes}.{MR}x{NR}",
+                     [ptr, i64, x.data.type, i64, idx.type, i64, VT.element, ptr, i64, i64], _pixel_rows_body(MR, NR, VT, itemsize))
+        builder.call(fn, [c0, c_rs, x.data, x_rs, idx, mr_, scale_, b0, b_rs, K_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _pixel_gradient_body(MR, NR, VT, itemsize):
+    """The weight-gradient pixel tile's function: ``C[m, :] (+)= scale * A[m, :K] @ X[idx[:K], :]``
+    for ``m < mr``: each step reads one row of X through ``idx`` (any order: a shuffled batch
+    needs no copy) as NR vectors of bytes widened to floats in the registers, and broadcasts a
+    column of A into them; ``scale`` (1/255) multiplies the sums once at the end."""
+
+    def build(builder, args):
+        c0, c_rs, a0, a_rs, x0, x_rs, idx, K, mr, scale, assign = args
+        T, lanes = VT.element, VT.count
+        i64 = c_rs.type
+        BT = ir.VectorType(ir.IntType(8), lanes)
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
+        last = builder.sub(mr, ir.Constant(i64, 1))
+        a_rows = []  # rows past mr repeat the last one (A has only mr more rows)
+        for m in range(MR):
+            mm = builder.select(builder.icmp_signed("<", ir.Constant(i64, m), mr), ir.Constant(i64, m), last)
+            a_rows.append(_opaque(builder, builder.gep(a0, [builder.mul(mm, a_rs)])))
+        with cgutils.for_range(builder, K) as loop:
+            k = loop.index
+            x_row = builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [k])), x_rs)])
+            bv = [builder.uitofp(_vector_at(builder, x_row, ir.Constant(i64, v * lanes), BT, 1)[1], VT) for v in range(NR)]
+            for m in range(MR):
+                x = _splat(builder, builder.load(builder.gep(a_rows[m], [k]), align=itemsize), VT)
+                for v in range(NR):
+                    builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
+        scale_v = _splat(builder, scale, VT)
+        for m in range(MR):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, m), mr)):
+                c_row = builder.gep(c0, [builder.mul(ir.Constant(i64, m), c_rs)])
+                for v in range(NR):
+                    ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(i64, v * lanes)]), VT.as_pointer())
+                    _write(builder, ptr, builder.fmul(builder.load(acc[m][v]), scale_v), assign, itemsize)
+
+    return build
+
+
+@intrinsic
+def pixel_gradient_tile(typingctx, isa, C, ci, cj, A, ai, X, rows, r0, K, mr, scale, assign, tile_rows, vectors):
+    """``C[ci+m, cj:cj+NR*W] (+)= scale * A[ai+m, :K] @ X[rows[r0:r0+K], cj:cj+NR*W]`` for
+    ``m < mr``: the first layer's weight gradient on uint8 rows of X read where they lie
+    (:func:`_pixel_gradient_body`). ``A`` and ``C`` C-contiguous; shapes as :func:`rank1_tile`'s."""
+    if not isinstance(isa, IsaType) or _literal(tile_rows) is None or _literal(vectors) is None:
+        return None
+    dtype, pixels = _pixel_arrays(isa, C, X, rows, C, A)
+    itemsize = dtype.bitwidth // 8
+    lanes = isa.isa.lanes(itemsize)
+    MR, NR = _tile_rows(isa, tile_rows), _literal(vectors) or isa.isa.rank1_tile[1]
+    if A.layout != "C" or C.layout != "C":
+        raise TypeError("pixel_gradient_tile: A and C must be C-contiguous")
+    intp = types.intp
+    sig = types.void(isa, C, intp, intp, A, intp, X, rows, intp, intp, intp, dtype, types.boolean, tile_rows, vectors)
+
+    def codegen(context, builder, sig, args):
+        if not pixels:
+            return context.get_dummy_value()
+        _, C_, ci_, cj_, A_, ai_, X_, rows_, r0_, K_, mr_, scale_, assign_ = args[:13]
+        c = context.make_array(sig.args[1])(context, builder, C_)
+        a = context.make_array(sig.args[4])(context, builder, A_)
+        x = context.make_array(sig.args[6])(context, builder, X_)
+        r = context.make_array(sig.args[7])(context, builder, rows_)
+        VT = ir.VectorType(context.get_value_type(dtype), lanes)
+        c_rs, _ = _element_strides(builder, c, itemsize)
+        a_rs, _ = _element_strides(builder, a, itemsize)
+        x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
+        c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), cj_)])
+        a0 = builder.gep(a.data, [builder.mul(ai_, a_rs)])
+        x0 = builder.gep(x.data, [cj_])
+        idx = builder.gep(r.data, [r0_])
+        i64, ptr = c_rs.type, c0.type
+        fn = _kernel(builder, f"netcore.pixel_gradient.{dtype}.x{lanes}.{MR}x{NR}",
+                     [ptr, i64, ptr, i64, x0.type, i64, idx.type, i64, i64, VT.element, ir.IntType(1)],
+                     _pixel_gradient_body(MR, NR, VT, itemsize))
+        builder.call(fn, [c0, c_rs, a0, a_rs, x0, x_rs, idx, K_, mr_, scale_, assign_])
+        return context.get_dummy_value()
 
     return sig, codegen

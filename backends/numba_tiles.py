@@ -9,12 +9,19 @@ element:
   16 neurons wide on AVX-512) and weight gradient (``dZ¹ @ X``, along the inputs), and the small
   layers' forward and backward (feature-major, along the samples);
 - :func:`dot`, ``C (+)= A @ B.T`` with both contiguous along the reduction: the small layers'
-  weight gradients (along the samples).
+  weight gradients (along the samples);
+- for uint8 inputs, :func:`pixel_product` and :func:`pixel_gradient`, the first layer's two
+  products on the chunk's rows where they lie in X, the bytes widened inside the tiles: the
+  separate conversion into a chunk buffer of floats (188 MB written a full-batch float32 step)
+  is gone, 4-7% of the step on a Zen 5 (AVX-512 and first layers of up to 16 neurons only: on
+  AVX2, and for 100 neurons, it was 5-7% slower).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
-:func:`first_layer` and :func:`weight_gradient` are inlined into the thread pass by Numba
-(``inline="always"``): compiled as functions of their own, each was optimised and turned into
-machine code once alone and again inside the pass (0.9 s of a 12 s cold compile, run time the same).
+:func:`first_layer` and :func:`weight_gradient` (and the pixel drivers in them) are inlined into
+the thread pass by Numba (``inline="always"``): compiled as functions of their own, each was
+optimised and turned into machine code once alone and again inside the pass (0.9 s of a 12 s
+cold compile, run time the same). Which path a pass takes is a constant of its input type and
+ISA (:func:`is_pixels`); the pixel tiles compile to nothing where they are not taken.
 """
 
 from __future__ import annotations
@@ -25,7 +32,15 @@ from numba.extending import intrinsic, overload
 
 from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
-from .numba_simd import dot_tile, rank1_tile, runtime, tile_shape
+from .numba_simd import dot_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime, tile_shape
+
+#: The widest first layer whose uint8 rows the pixel tiles read (a multiple of 16, so that the
+#: test on the padded width in :func:`first_layer` and on the width in :func:`weight_gradient`
+#: agree): the weight-gradient tile widens each row's bytes once per 8 neurons, so 16 neurons do it
+#: twice where the separate conversion did once and wrote floats, and won (full-batch step 16.2-16.5
+#: ms on one thread against 17.3); 100 neurons do it 13 times, and the mini-batch epoch (784-100-10)
+#: took 77 ms against 73.5 (Zen 5).
+PIXEL_NEURONS = 16
 
 # Rows of X prefetched ahead of the conversion: far enough to cover memory's latency, near
 # enough not to evict what the conversion writes (on AMD cores the hint fills L1 too).
@@ -37,15 +52,21 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     """``Z[:nr] = scale * X[rows] @ WT`` (no bias; ``Z`` sample-major); returns the chunk's inputs
     as floats, for the weight gradient to read, and whether they are X's own rows.
 
-    Where the chunk's rows are a run of X already in the compute dtype (a full batch, or a
-    mini-batch of consecutive rows, of float inputs), the product reads them where they lie and
-    the view of X is returned. Otherwise (uint8, a shuffled mini-batch) they are converted into
-    ``xc`` first (uint8 scaled by 1/255 on the way), a few rows ahead prefetched, the last ones
-    from ``upcoming`` (the thread's next chunk), and ``xc`` is returned: for float64, that copy
-    wrote 376 MB a full-batch step and took as long as the product. The product is a rank-1 tile
-    per input: a row of the transposed weights (``WT``, inputs x neurons padded to whole vectors)
-    loaded as vectors, each sample's input broadcast into them.
+    uint8 rows (pixels) are read where they lie in X by tiles that convert them on the way
+    (:func:`pixel_product`, on AVX-512 for up to 16 neurons: :func:`is_pixels`,
+    :data:`PIXEL_NEURONS`): nothing is written to ``xc``, which is returned untouched, and the
+    weight gradient reads the bytes as well. Where the chunk's rows are a run of X already in
+    the compute dtype (a full batch, or a mini-batch of consecutive rows, of float inputs), the
+    product reads them where they lie and the view of X is returned. Otherwise (a shuffled
+    mini-batch of floats) they are copied into ``xc`` first, a few rows ahead prefetched, the
+    last ones from ``upcoming`` (the thread's next chunk), and ``xc`` is returned: for float64,
+    that copy wrote 376 MB a full-batch step and took as long as the product. The product is a
+    rank-1 tile per input: a row of the transposed weights (``WT``, inputs x neurons padded to
+    whole vectors) loaded as vectors, each sample's input broadcast into them.
     """
+    if is_pixels(isa, X) and WT.shape[1] <= PIXEL_NEURONS:  # a constant, then a width (padded: the same test)
+        pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
+        return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
     if not in_place:
         d = X.shape[1]
@@ -60,6 +81,18 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
                 out[i] = x[i] * scale
     rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), runtime(in_place))
     return src, in_place
+
+
+@intrinsic
+def is_pixels(typingctx, isa, X):
+    """Whether the first layer reads ``X`` with the pixel tiles (uint8 rows, AVX-512:
+    :func:`~netcore.backends.numba_simd.reads_pixels`): a constant, decided while typing."""
+    value = reads_pixels(isa, X)
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, value)
+
+    return types.boolean(isa, X), codegen
 
 
 def chunk_inputs(X, rows, scale, xc, nr):
@@ -111,13 +144,17 @@ def _as_writable(typingctx, a):
 
 
 @njit(inline="always", **OPTS)
-def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
-    """``G (+)= dZT[:, :nr] @ xc[:nr]``: the first layer's weight gradient, a block of columns
-    (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's next
-    chunk) a few between blocks. ``xc`` is what :func:`first_layer` returned: the chunk's rows
-    of X, or their float copy. This product computes from L2 for as long as memory takes to
-    deliver them, so the next chunk finds its rows in cache: 3-5 ms an epoch a core of waiting
-    for memory otherwise."""
+def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
+    """``G (+)= dZT[:, :nr] @ (scale * X[rows])``: the first layer's weight gradient, a block of
+    columns (inputs) at a time, prefetching the rows of X listed in ``upcoming`` (the thread's
+    next chunk) a few between blocks. ``xc`` is what :func:`first_layer` returned: the chunk's
+    rows of X, or their float copy, read instead of X for float inputs; uint8 rows are read
+    where they lie in X, as bytes (:func:`pixel_gradient`). This product computes from L2 for as
+    long as memory takes to deliver them, so the next chunk finds its rows in cache: 3-5 ms an
+    epoch a core of waiting for memory otherwise."""
+    if is_pixels(isa, X) and G.shape[0] <= PIXEL_NEURONS:  # as in first_layer
+        pixel_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming)
+        return
     h, d = G.shape
     NR, W = tile_shape(isa, G)[1], tile_shape(isa, G)[5]
     step = NR * W
@@ -130,6 +167,80 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, upcoming):
             prefetch_row(X[upcoming[r]])
         j += step
         p += 1
+
+
+@njit(inline="always", **OPTS)
+def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
+    """``Z[:nr] = (scale * X[rows[:nr]]) @ WT`` on uint8 rows read where they lie
+    (:func:`~netcore.backends.numba_simd.pixel_tile`: converted inside the tile, a block of
+    columns ahead of the multiply-adds). One vector of neurons at a time (at most
+    :data:`PIXEL_NEURONS`: one or two vectors, short of the ISA's 3-vector tile), in tall tiles,
+    the rows short of one in a tile of the ISA's rows, those short of that in one with fewer rows
+    written (its others repeat the last row). The first pass prefetches the next tile's rows (the
+    thread's next chunk after the last)."""
+    MR, _, TALL, _, _, W = tile_shape(isa, Z)
+    n_cols, K = WT.shape[1], X.shape[1]
+    j = runtime(0)
+    while j < n_cols:
+        o = 0
+        while o < nr:
+            rows_left = nr - o
+            if j == 0:
+                _prefetch_rows(X, rows, o + TALL, o + 2 * TALL, nr, upcoming)
+            if rows_left > MR:
+                pixel_tile(isa, Z, o, j, X, rows, o, min(TALL, rows_left), scale, WT, j, K, -1, 1)
+                o += TALL
+            else:
+                pixel_tile(isa, Z, o, j, X, rows, o, rows_left, scale, WT, j, K, 0, 1)
+                o += MR
+        j += W
+
+
+@njit(inline="always", **OPTS)
+def _prefetch_rows(X, rows, lo, hi, nr, upcoming):
+    """Prefetch rows ``lo..hi`` of the chunk, those past its ``nr`` from ``upcoming``."""
+    for r in range(lo, hi):
+        if r < nr:
+            prefetch_row(X[rows[r]])
+        elif r - nr < upcoming.shape[0]:
+            prefetch_row(X[upcoming[r - nr]])
+
+
+@njit(inline="always", **OPTS)
+def pixel_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming):
+    """``G (+)= scale * dZT[:, :nr] @ X[rows[:nr]]`` on uint8 rows read where they lie, as bytes
+    widened in the registers (:func:`~netcore.backends.numba_simd.pixel_gradient_tile`), a block
+    of columns at a time, the thread's next rows prefetched between blocks as in
+    :func:`weight_gradient`."""
+    h, d = G.shape
+    MR, NR, _, _, _, W = tile_shape(isa, G)
+    step = NR * W
+    parts = -(-d // step)
+    per_part = -(-upcoming.shape[0] // parts)
+    j, p = runtime(0), 0
+    while j < d:
+        if j + step <= d:
+            for o in range(0, h, MR):
+                pixel_gradient_tile(isa, G, o, j, dZT, o, X, rows, 0, nr, min(MR, h - o), scale, assign, 0, 0)
+            j += step
+        elif j + W <= d:  # a vector at a time
+            for o in range(0, h, MR):
+                pixel_gradient_tile(isa, G, o, j, dZT, o, X, rows, 0, nr, min(MR, h - o), scale, assign, 0, 1)
+            j += W
+        else:  # columns short of a vector
+            zero = like(0, G[0, 0])
+            for o in range(h):
+                for jj in range(j, d):
+                    acc = zero
+                    for k in range(nr):
+                        acc += dZT[o, k] * like(X[rows[k], jj], zero)
+                    G[o, jj] = acc * scale if assign else G[o, jj] + acc * scale
+            j = d
+        for r in range(p * per_part, min(upcoming.shape[0], (p + 1) * per_part)):
+            prefetch_row(X[upcoming[r]])
+        p += 1
+    for r in range(p * per_part, upcoming.shape[0]):
+        prefetch_row(X[upcoming[r]])
 
 
 @njit(**OPTS)
