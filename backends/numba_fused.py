@@ -109,10 +109,7 @@ def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0] + 1, n_chunks)
     losses = np.zeros(threads)
-    # W¹ transposed (inputs x neurons, for the rank-1 tiles of the forward), on this thread: a
-    # prange of its own was one more parallel region a step (a 200-sample step with 100 hidden
-    # units took 1.37 ms, 1.19 without it) and one more function to compile
-    for i in range(d):
+    for i in prange(d):  # W¹ transposed: inputs x neurons, for the rank-1 tiles of the forward
         row = WT[i]
         for o in range(h1):
             row[o] = W1[o, i]
