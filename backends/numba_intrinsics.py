@@ -1,8 +1,8 @@
 """What the fused kernels ask of LLVM beyond plain Numba: compile options, a prefetch hint, and a
 tanh and exp that vectorise: a float32 approximation, and the float64 ones of numba_vmath.
 
-Everything here is inlined into the kernels that use it (``inline="always"``), so none of it
-costs a call.
+Everything here is inlined into the kernels that use it (``inline="always"``, or by LLVM for the
+per-dtype math of :func:`_typed`), so none of it costs a call.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.core import cgutils, compiler
+from numba.core.cpu_options import FastMathOptions
+from numba.extending import intrinsic
 
 from .numba_kernels import RELU, TANH, like
 from .numba_vmath import vexp, vsigmoid, vtanh
@@ -80,18 +81,39 @@ def tanh32(x):
 
 
 def _typed(f32, f64):
-    """A function of one float that compiles ``f32`` for float32 values and ``f64`` otherwise,
-    chosen while typing, so a kernel holds the code of its own dtype only. Inlined, as the
-    loops around it only vectorise then (called, the float64 step took 41 ms instead of 27-34)."""
+    """A function of one float that runs ``f32`` on float32 values and ``f64`` otherwise, chosen
+    while typing, so a kernel holds the code of its own dtype only.
 
-    def stub(x):
-        raise NotImplementedError("only callable from Numba-compiled code")
+    Each choice is compiled once (per dtype) as a subroutine marked always-inline, which LLVM
+    inlines into every kernel that calls it, so the loops around it still vectorise (called, the
+    float64 step took 41 ms instead of 27-34; without always-inline, LLVM leaves the float64
+    tanh a call). Not an inlined overload: Numba compiles one of those once more and runs its
+    front end again at every call site: about 3 s of an 11.6-12.9 s cold float64 compile."""
 
-    @overload(stub, inline="always")
-    def _choose(x):
-        return f32 if x == types.float32 else f64
+    @intrinsic
+    def choose(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+        impl = f32 if x == types.float32 else f64
 
-    return stub
+        def codegen(context, builder, sig, args):
+            cres = context.compile_subroutine(builder, impl, sig, flags=_subroutine_flags())
+            return context.call_internal(builder, cres.fndesc, sig, args)
+
+        return x(x), codegen
+
+    return choose
+
+
+def _subroutine_flags() -> compiler.Flags:
+    """The kernels' compile options (:data:`OPTS`) for a subroutine, plus always-inline (a
+    subroutine does not inherit its caller's options: without these it would check divisions,
+    which stops the loops around it from vectorising)."""
+    flags = compiler.Flags()
+    flags.error_model = OPTS["error_model"]
+    flags.fastmath = FastMathOptions(OPTS["fastmath"])
+    flags.forceinline = True
+    return flags
 
 
 _exp_neg = _typed(lambda x: _exp_neg32(x), lambda x: like(vexp(np.float64(x)), x))

@@ -19,6 +19,7 @@ pytest.importorskip("numba")
 from numba import njit  # noqa: E402
 
 from netcore.backends import numba_intrinsics as intrinsics  # noqa: E402
+from netcore.backends import numba_kernels as kernels  # noqa: E402
 from netcore.backends import numba_vmath as vmath  # noqa: E402
 
 #: The stated accuracy (measured: 1.34 ulp for tanh, 1.60 for exp on these sets)
@@ -152,3 +153,43 @@ def test_the_loops_vectorise_and_call_nothing(loop):
     assert not re.search(r"\bcall", body), "a call is left in the loop"
     if re.search(r"x86|amd64|i686", __import__("platform").machine().lower()):
         assert re.search(r"\bvdivpd\s+%[yz]mm|\bdivpd\s+%xmm", body), "the division is not packed: the loop did not vectorise"
+
+
+def _kernel_loop(name):
+    """A fresh loop over ``x`` through the kernels' own entry points (numba_intrinsics), which pick
+    the math by dtype while typing."""
+    kind = {"tanh": kernels.TANH, "sigmoid": kernels.SIGMOID}.get(name)
+
+    if kind is None:
+        def loop(x, out):
+            for i in range(x.size):
+                out[i] = intrinsics.exp_neg(x[i])
+    else:
+        def loop(x, out):
+            for i in range(x.size):
+                out[i] = intrinsics.activate(x[i], kind)
+    return njit(**_FLAGS)(loop)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "exp"])
+def test_the_kernels_take_their_dtypes_math_inlined_and_vectorised(name, dtype):
+    """float64 gets these functions, float32 the rational tanh (no rounding instruction: it has no
+    2**n step), each inlined by LLVM: nothing called, the division packed, the values those of
+    the function itself (float64) or within its stated error (float32)."""
+    x = np.linspace(-30, 0, 4097) if name == "exp" else np.linspace(-9, 9, 4097)
+    loop = _kernel_loop(name)
+    got = _apply(loop, x.astype(dtype))
+    body = _body(loop)
+    assert not re.search(r"\bcall", body), "a call is left in the loop"
+    has_rounding = re.search(r"\b(v?round|vrndscale)[ps]d\b", body) is not None
+    assert has_rounding == (dtype == np.float64), "the other dtype's math was compiled"
+    if re.search(r"x86|amd64|i686", __import__("platform").machine().lower()):
+        suffix = "pd" if dtype == np.float64 else "ps"
+        assert re.search(rf"\bvdiv{suffix}\s+%[yz]mm|\bdiv{suffix}\s+%xmm", body), "the division is not packed: the loop did not vectorise"
+    if dtype == np.float64:
+        direct = {"tanh": _tanh_loop, "sigmoid": _sigmoid_loop, "exp": _exp_loop}[name]
+        np.testing.assert_array_max_ulp(got, _apply(direct, x), maxulp=1)
+    else:
+        exact = {"tanh": np.tanh, "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "exp": np.exp}[name](x)
+        assert got.dtype == np.float32 and np.abs(got - exact).max() < 4e-7
