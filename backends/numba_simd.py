@@ -20,6 +20,8 @@ converting a block of columns into a small packed buffer ahead of the multiply-a
 
 from __future__ import annotations
 
+import contextlib
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -33,6 +35,13 @@ _I32 = ir.IntType(32)
 def _literal(value):
     """A literal int argument's value (None if the call passed a variable: Numba then retries)."""
     return value.literal_value if isinstance(value, types.IntegerLiteral) else None
+
+
+def _rank1_shape(isa, rows, vectors):
+    """(MR, NR) of a rank-1-shaped tile from the literal ``rows``/``vectors`` arguments (0: the
+    ISA's; rows -1: its tall tile one vector wide)."""
+    MR = {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
+    return MR, _literal(vectors) or isa.isa.rank1_tile[1]
 
 
 def _float_arrays(*arrays):
@@ -82,6 +91,30 @@ def _write(builder, ptr, value, assign, itemsize):
     """``*ptr = value`` if ``assign`` else ``*ptr += value`` (a select, not a branch)."""
     old = builder.load(ptr, align=itemsize)
     builder.store(builder.select(assign, value, builder.fadd(old, value)), ptr, align=itemsize)
+
+
+def _store_rows(builder, c0, c_rs, acc, VT, itemsize, assign=None, mr=None, scale=None):
+    """A rank-1-shaped tile's accumulators ``acc[m][v]`` (times ``scale`` if given) to row m,
+    vector v of C from ``c0``: stored, or through :func:`_write` where ``assign`` is given; only
+    the rows below ``mr`` where that is given (a tile with fewer rows)."""
+    scale_v = None if scale is None else _splat(builder, scale, VT)
+    for m, row_acc in enumerate(acc):
+        with (builder.if_then(builder.icmp_signed("<", ir.Constant(mr.type, m), mr)) if mr is not None else contextlib.nullcontext()):
+            c_row = builder.gep(c0, [builder.mul(ir.Constant(c_rs.type, m), c_rs)])
+            for v, a in enumerate(row_acc):
+                ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(c_rs.type, v * VT.count)]), VT.as_pointer())
+                value = builder.load(a) if scale_v is None else builder.fmul(builder.load(a), scale_v)
+                if assign is None:
+                    builder.store(value, ptr, align=itemsize)
+                else:
+                    _write(builder, ptr, value, assign, itemsize)
+
+
+def _row_or_last(builder, m, mr):
+    """``min(m, mr - 1)`` for a constant ``m``: a tile with fewer rows than its shape reads its last
+    row again in the others, so it computes on real numbers and writes only ``mr`` rows."""
+    c = ir.Constant(mr.type, m)
+    return builder.select(builder.icmp_signed("<", c, mr), c, builder.sub(mr, ir.Constant(mr.type, 1)))
 
 
 def _kernel(builder, name, arg_types, build):
@@ -174,11 +207,7 @@ def _rank1_body(MR, NR, VT, itemsize):
                     for v in range(NR):
                         builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
                 builder.store(_opaque(builder, builder.gep(col, [col_bytes], source_etype=i8)), base)
-        for m in range(MR):
-            c_row = builder.gep(c0, [builder.mul(ir.Constant(c_rs.type, m), c_rs)])
-            for v in range(NR):
-                ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(c_rs.type, v * lanes)]), VT.as_pointer())
-                _write(builder, ptr, builder.load(acc[m][v]), assign, itemsize)
+        _store_rows(builder, c0, c_rs, acc, VT, itemsize, assign=assign)
 
     return build
 
@@ -198,8 +227,7 @@ def rank1_tile(typingctx, isa, C, ci, cj, A, ai, ak, B, bk, bj, K, assign, ahead
     dtype = _float_arrays(C, A, B)
     itemsize = dtype.bitwidth // 8
     lanes = isa.isa.lanes(itemsize)
-    MR = {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
-    NR = _literal(vectors) or isa.isa.rank1_tile[1]
+    MR, NR = _rank1_shape(isa, rows, vectors)
     if B.layout != "C" or C.layout != "C":
         raise TypeError("rank1_tile: B and C must be C-contiguous")
     intp = types.intp
@@ -349,12 +377,7 @@ def _pixel_arrays(isa, C, X, rows, *floats):
 def _row_pointers(builder, x0, x_rs, idx, mr, MR):
     """The MR rows' first bytes, ``x0 + idx[min(m, mr - 1)] * x_rs``: rows past ``mr`` repeat the
     last one, so a tile with fewer rows computes on real numbers and writes only ``mr`` rows."""
-    last = builder.sub(mr, ir.Constant(mr.type, 1))
-    out = []
-    for m in range(MR):
-        mm = builder.select(builder.icmp_signed("<", ir.Constant(mr.type, m), mr), ir.Constant(mr.type, m), last)
-        out.append(builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [mm])), x_rs)]))
-    return out
+    return [builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [_row_or_last(builder, m, mr)])), x_rs)]) for m in range(MR)]
 
 
 def _pixel_rows_body(MR, NR, VT, itemsize):
@@ -442,19 +465,9 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
                     count = builder.select(builder.icmp_signed("<", left, kb_c), left, kb_c)
                     with cgutils.for_range(builder, count) as inner:
                         step(builder.add(kb, inner.index), half, inner.index)
-        scale_v = _splat(builder, scale, VT)
-        for m in range(MR):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, m), mr)):
-                c_row = builder.gep(c0, [builder.mul(ir.Constant(i64, m), c_rs)])
-                for v in range(NR):
-                    ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(i64, v * lanes)]), VT.as_pointer())
-                    builder.store(builder.fmul(builder.load(acc[m][v]), scale_v), ptr, align=itemsize)
+        _store_rows(builder, c0, c_rs, acc, VT, itemsize, mr=mr, scale=scale)
 
     return build
-
-
-def _tile_rows(isa, rows):
-    return {0: isa.isa.rank1_tile[0], -1: isa.isa.tall_rows}.get(_literal(rows), _literal(rows))
 
 
 @intrinsic
@@ -469,7 +482,7 @@ def pixel_tile(typingctx, isa, C, ci, cj, X, rows, r0, mr, scale, B, bj, K, tile
     dtype, pixels = _pixel_arrays(isa, C, X, rows, C, B)
     itemsize = dtype.bitwidth // 8
     lanes = isa.isa.lanes(itemsize)
-    MR, NR = _tile_rows(isa, tile_rows), _literal(vectors) or isa.isa.rank1_tile[1]
+    MR, NR = _rank1_shape(isa, tile_rows, vectors)
     if B.layout != "C" or C.layout != "C":
         raise TypeError("pixel_tile: B and C must be C-contiguous")
     intp = types.intp
@@ -507,15 +520,12 @@ def _pixel_gradient_body(MR, NR, VT, itemsize):
 
     def build(builder, args):
         c0, c_rs, a0, a_rs, x0, x_rs, idx, K, mr, scale, assign = args
-        T, lanes = VT.element, VT.count
+        lanes = VT.count
         i64 = c_rs.type
         BT = ir.VectorType(ir.IntType(8), lanes)
         acc = [[cgutils.alloca_once_value(builder, ir.Constant(VT, None)) for _ in range(NR)] for _ in range(MR)]
-        last = builder.sub(mr, ir.Constant(i64, 1))
-        a_rows = []  # rows past mr repeat the last one (A has only mr more rows)
-        for m in range(MR):
-            mm = builder.select(builder.icmp_signed("<", ir.Constant(i64, m), mr), ir.Constant(i64, m), last)
-            a_rows.append(_opaque(builder, builder.gep(a0, [builder.mul(mm, a_rs)])))
+        # rows past mr repeat the last one (A has only mr more rows)
+        a_rows = [_opaque(builder, builder.gep(a0, [builder.mul(_row_or_last(builder, m, mr), a_rs)])) for m in range(MR)]
         with cgutils.for_range(builder, K) as loop:
             k = loop.index
             x_row = builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [k])), x_rs)])
@@ -524,13 +534,7 @@ def _pixel_gradient_body(MR, NR, VT, itemsize):
                 x = _splat(builder, builder.load(builder.gep(a_rows[m], [k]), align=itemsize), VT)
                 for v in range(NR):
                     builder.store(_fma(builder, x, bv[v], builder.load(acc[m][v])), acc[m][v])
-        scale_v = _splat(builder, scale, VT)
-        for m in range(MR):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, m), mr)):
-                c_row = builder.gep(c0, [builder.mul(ir.Constant(i64, m), c_rs)])
-                for v in range(NR):
-                    ptr = builder.bitcast(builder.gep(c_row, [ir.Constant(i64, v * lanes)]), VT.as_pointer())
-                    _write(builder, ptr, builder.fmul(builder.load(acc[m][v]), scale_v), assign, itemsize)
+        _store_rows(builder, c0, c_rs, acc, VT, itemsize, assign=assign, mr=mr, scale=scale)
 
     return build
 
@@ -545,7 +549,7 @@ def pixel_gradient_tile(typingctx, isa, C, ci, cj, A, ai, X, rows, r0, K, mr, sc
     dtype, pixels = _pixel_arrays(isa, C, X, rows, C, A)
     itemsize = dtype.bitwidth // 8
     lanes = isa.isa.lanes(itemsize)
-    MR, NR = _tile_rows(isa, tile_rows), _literal(vectors) or isa.isa.rank1_tile[1]
+    MR, NR = _rank1_shape(isa, tile_rows, vectors)
     if A.layout != "C" or C.layout != "C":
         raise TypeError("pixel_gradient_tile: A and C must be C-contiguous")
     intp = types.intp
