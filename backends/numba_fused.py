@@ -23,9 +23,12 @@ the softmax run along the samples. The products are register tiles sized for the
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit, prange, typeof
 from numba.core import types
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
@@ -95,42 +98,66 @@ def compiled(arg_types: tuple) -> tuple:
         pass_signature = types.float64(arg_types[0], types.int64, types.int64, *arg_types[1:])
         thread_pass = _CompiledPass(pass_signature)
         signature = (types.FunctionType(pass_signature), *arg_types)
-        _parallel_pass.compile(signature)
+        with warnings.catch_warnings():
+            # the pass handed on as a function pointer is deliberate (see _CompiledPass); Numba
+            # calls that "experimental" at every call that passes it
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+            _parallel_pass.compile(signature)
         _COMPILED[arg_types] = (_parallel_pass.overloads[signature].entry_point, thread_pass)
     return _COMPILED[arg_types]
 
 
-@njit(parallel=True, **OPTS)
+@njit(**OPTS)
 def _parallel_pass(thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
                    WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT):
-    """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed."""
+    """W¹ transposed, then ``thread_pass`` on every thread, then the threads' gradients summed:
+    three calls of one parallel loop (:func:`_on_threads`)."""
     n = rows.shape[0]
-    L = len(sizes) - 1
-    d, h1 = sizes[0], sizes[1]
-    n_params = b_off[L - 1] + sizes[L]
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G.shape[0] + 1, n_chunks)
     losses = np.zeros(threads)
-    for i in prange(d):  # W¹ transposed: inputs x neurons, for the rank-1 tiles of the forward
-        row = WT[i]
-        for o in range(h1):
-            row[o] = W1[o, i]
-    for t in prange(threads):
-        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind,
-                                chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
-    # Add the other threads' gradients into grad, each thread taking a slice of the parameters
-    # (a serial sum was a tenth of a 200-sample step with 100 hidden units). One thread: done.
-    if threads > 1:
-        per_line = CACHE_LINE // grad.itemsize
-        part = -(-n_params // (per_line * threads)) * per_line
-        for p in prange(threads):
+    args = (thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
+            WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT, losses)
+    _on_threads(_TRANSPOSE, threads, *args)
+    _on_threads(_PASS, threads, *args)
+    if threads > 1:  # one thread: its gradient is already in grad
+        _on_threads(_SUM, threads, *args)
+    return losses.sum() / n
+
+
+_TRANSPOSE, _PASS, _SUM = 0, 1, 2
+
+
+@njit(parallel=True, **OPTS)
+def _on_threads(job, threads, thread_pass, isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk,
+                stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT, losses):
+    """Thread ``p`` of ``threads`` does its share of one job: a slice of W¹'s transpose
+    (``_TRANSPOSE``), its chunks (``_PASS``: ``thread_pass``, loss into ``losses[p]``) or a slice
+    of the gradient, the other threads' added into ``grad`` (``_SUM``; a serial sum was a tenth
+    of a 200-sample step with 100 hidden units). One parallel loop for the three: each ``prange``
+    compiles a parallel region of its own, 0.3 s of a cold compile apiece."""
+    L = len(sizes) - 1
+    d, h1 = sizes[0], sizes[1]
+    n_params = b_off[L - 1] + sizes[L]
+    per_line = CACHE_LINE // grad.itemsize
+    for p in prange(threads):
+        if job == _TRANSPOSE:  # inputs x neurons, for the rank-1 tiles of the forward
+            part = -(-d // threads)
+            for i in range(p * part, min(d, (p + 1) * part)):
+                row = WT[i]
+                for o in range(h1):
+                    row[o] = W1[o, i]
+        elif job == _PASS:
+            losses[p] = thread_pass(isa, np.int64(p), np.int64(threads), X, rows, scale, Y, W1, params, sizes, w_off, b_off,
+                                    kind, chunk, stride, WT, XC, ZS, G, ACT, DZ, SM, grad, logitsT)
+        else:  # slices of whole cache lines, so that no two threads write one line
+            part = -(-n_params // (per_line * threads)) * per_line
             lo, hi = p * part, min(n_params, (p + 1) * part)
             out = grad[lo:hi]
             for t in range(1, threads):
                 src = G[t - 1, lo:hi]
                 for i in range(hi - lo):
                     out[i] += src[i]
-    return losses.sum() / n
 
 
 @njit(**OPTS)
@@ -151,6 +178,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     g = grad if t == 0 else G[t - 1]
     b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     g[skip:b_off[L - 1] + sizes[L]] = 0
+    paramsT = transposed_above(params, sizes, w_off)
     n_chunks = (n + chunk - 1) // chunk
     loss = 0.0
     for c in range(t, n_chunks, threads):
@@ -161,7 +189,8 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         HT = _rows(act, 0, h1, stride)
         _transpose(Z, nr, HT)
         _bias_activation(HT, b1, nr, kind, L > 1)
-        loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n)
+        loss += _above_first(isa, rows, r0, nr, Y, params, paramsT, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g,
+                             logitsT, inv_n)
         dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
         _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
         # a thread's first chunk writes W¹'s gradient, the others add to it. Rows read in place
@@ -171,8 +200,25 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     return loss
 
 
+@njit(inline="always", **OPTS)
+def transposed_above(params, sizes, w_off):
+    """``params`` (everything after W¹, flat) with the weights of the layers above the first
+    transposed, each where ``params`` holds it: the backward's rank-1 tiles read them as a plain
+    row-major operand, so one compiled :func:`~netcore.backends.numba_tiles.rank1` serves every
+    product (a transposed view compiled a second one: 0.7 s of a cold compile)."""
+    skip = sizes[0] * sizes[1]
+    paramsT = np.empty_like(params)
+    for l in range(1, len(sizes) - 1):
+        h, w, off = sizes[l + 1], sizes[l], w_off[l] - skip
+        for o in range(h):
+            for j in range(w):
+                paramsT[off + j * h + o] = params[off + o * w + j]
+    return paramsT
+
+
 @njit(**OPTS)
-def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT, inv_n):
+def _above_first(isa, rows, r0, nr, Y, params, paramsT, sizes, w_off, b_off, a_off, kind, stride, act, dz, sm, g, logitsT,
+                 inv_n):
     """One chunk's pass through everything above the first layer's product, whose output
     (activated) is already in ``act``: the other layers forward, softmax and cross-entropy (its
     loss returned), and backward down to dZ of the first layer, which is left in ``dz[(L-1) % 2]``.
@@ -180,7 +226,8 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
 
     The chunk is samples ``r0 .. r0+nr`` of the batch, ``rows`` the batch's rows of X and Y;
     ``w_off, b_off`` are each layer's W and b in the flat gradient (``params`` holds the same
-    minus W¹, which the kernel reads in place); ``act`` holds each layer's output
+    minus W¹, which the kernel reads in place; ``paramsT`` the same with each W transposed in
+    its place); ``act`` holds each layer's output
     ``(width, stride)`` at ``a_off``, ``dz`` two dZ buffers that ping-pong down the layers
     (the second holds the chunk's targets while the softmax runs),
     ``sm`` per-sample softmax scratch. The products run over whole vectors of samples (up to
@@ -242,9 +289,9 @@ def _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind,
         AT = _rows(act, a_off[l - 1], d, stride)
         dot(isa, _rows(g, w_off[l], h, d), dZT, AT, h, d, nr, runtime(False))
         _add_row_sums(dZT, nr, g[b_off[l]:b_off[l] + h])
-        W = _rows(params, w_off[l] - skip, h, d)
+        WT = _rows(paramsT, w_off[l] - skip, d, h)
         below = _rows(dz[(L - l) % 2], 0, d, stride)
-        rank1(isa, below, W.T, dZT, d, runtime(0), cols, h, runtime(True), runtime(False))
+        rank1(isa, below, WT, dZT, d, runtime(0), cols, h, runtime(True), runtime(False))
         for j in range(d):
             out, a = below[j], AT[j]
             for s in range(nr):

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_sparse_lanes as V
-from .numba_fused import _above_first, _add_row_sums, _bias_activation, _rows
+from .numba_fused import _above_first, _add_row_sums, _bias_activation, _rows, transposed_above
 from .numba_intrinsics import OPTS
 from .numba_kernels import like
 from .numba_layout import CACHE_LINE
@@ -67,6 +67,7 @@ def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, pa
     threads = min(G1T.shape[0], n_chunks)
     losses = np.zeros(threads)
     inv_n = like(1 / n, grad[0])
+    paramsT = transposed_above(params, sizes, w_off)
     W1Tf = W1T.reshape(-1)
     _transpose_blocks(W1.reshape(-1), d, W1Tf, hp, 0, h1, d, scale)  # a row per input, times the values' scale
 
@@ -84,7 +85,7 @@ def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, pa
             _transpose(zc, hp, act, stride, nr, h1, True)  # sums -> feature-major, as the layers above read them
             HT = _rows(act, 0, h1, stride)
             _bias_activation(HT, b1, nr, kind, L > 1)  # as the dense pass does
-            loss += _above_first(isa, rows, r0, nr, Y, params, sizes, w_off, b_off, a_off, kind, stride, act, dz, SM[t], g, logitsT, inv_n)
+            loss += _above_first(isa, rows, r0, nr, Y, params, paramsT, sizes, w_off, b_off, a_off, kind, stride, act, dz, SM[t], g, logitsT, inv_n)
             dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
             _transpose(zc, hp, dz[(L - 1) % 2], stride, nr, h1, False)  # dZ -> sample-major (padding lanes stay 0)
             _weight_gradient(values, indices, indptr, batch, zc, hp, h1, g1t)

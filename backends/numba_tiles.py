@@ -17,11 +17,11 @@ element:
   AVX2, and for 100 neurons, it was 5-7% slower).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
-:func:`first_layer` and :func:`weight_gradient` (and the pixel drivers in them) are inlined into
-the thread pass by Numba (``inline="always"``): compiled as functions of their own, each was
-optimised and turned into machine code once alone and again inside the pass (0.9 s of a 12 s
-cold compile, run time the same). Which path a pass takes is a constant of its input type and
-ISA (:func:`is_pixels`); the pixel tiles compile to nothing where they are not taken.
+:func:`first_layer` and :func:`weight_gradient` are inlined into the thread pass by Numba
+(``inline="always"``): compiled as functions of their own, each was optimised and turned into
+machine code once alone and again inside the pass (0.9 s of a 12 s cold compile, run time the
+same). Whether a pass may take the pixel tiles is decided by its input type and ISA
+(:func:`pixels_forward`, :func:`pixels_gradient`): other inputs never compile them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     as floats, for the weight gradient to read, and whether they are X's own rows.
 
     uint8 rows (pixels) are read where they lie in X by tiles that convert them on the way
-    (:func:`pixel_product`, on AVX-512 for up to 16 neurons: :func:`is_pixels`,
+    (:func:`pixel_product`, on AVX-512 for up to 16 neurons: :func:`pixels_forward`,
     :data:`PIXEL_NEURONS`): nothing is written to ``xc``, which is returned untouched, and the
     weight gradient reads the bytes as well. Where the chunk's rows are a run of X already in
     the compute dtype (a full batch, or a mini-batch of consecutive rows, of float inputs), the
@@ -64,8 +64,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     rank-1 tile per input: a row of the transposed weights (``WT``, inputs x neurons padded to
     whole vectors) loaded as vectors, each sample's input broadcast into them.
     """
-    if is_pixels(isa, X) and WT.shape[1] <= PIXEL_NEURONS:  # a constant, then a width (padded: the same test)
-        pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
+    if pixels_forward(isa, Z, X, rows, scale, WT, nr, upcoming):
         return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
     if not in_place:
@@ -83,16 +82,51 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     return src, in_place
 
 
-@intrinsic
-def is_pixels(typingctx, isa, X):
-    """Whether the first layer reads ``X`` with the pixel tiles (uint8 rows, AVX-512:
-    :func:`~netcore.backends.numba_simd.reads_pixels`): a constant, decided while typing."""
-    value = reads_pixels(isa, X)
+def pixels_forward(isa, Z, X, rows, scale, WT, nr, upcoming):
+    """:func:`pixel_product` where the pixel tiles take this first layer (uint8 rows on AVX-512:
+    :func:`~netcore.backends.numba_simd.reads_pixels`, and at most :data:`PIXEL_NEURONS`
+    neurons); returns whether they did."""
+    raise NotImplementedError("only callable from Numba-compiled code")
 
-    def codegen(context, builder, sig, args):
-        return context.get_constant(types.boolean, value)
 
-    return types.boolean(isa, X), codegen
+def pixels_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming):
+    """:func:`pixel_gradient` where the pixel tiles take this first layer (as
+    :func:`pixels_forward`); returns whether they did."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+OVERLOAD_OPTS = {k: v for k, v in OPTS.items() if k != "cache"}  # cached with their caller
+
+
+# Decided by the argument types, so that other inputs never type the pixel drivers at all (an
+# `if` on a constant still types both branches: 0.7 s of a float64 cold compile). Not inlined
+# into the caller: Numba's inlining of an overload compiles it again at the call site.
+@overload(pixels_forward, jit_options=OVERLOAD_OPTS)
+def _pixels_forward(isa, Z, X, rows, scale, WT, nr, upcoming):
+    if not reads_pixels(isa, X):
+        return lambda isa, Z, X, rows, scale, WT, nr, upcoming: False
+
+    def impl(isa, Z, X, rows, scale, WT, nr, upcoming):
+        if WT.shape[1] > PIXEL_NEURONS:  # padded to whole vectors: the same test
+            return False
+        pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
+        return True
+
+    return impl
+
+
+@overload(pixels_gradient, jit_options=OVERLOAD_OPTS)
+def _pixels_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming):
+    if not reads_pixels(isa, X):
+        return lambda isa, G, dZT, X, rows, scale, nr, assign, upcoming: False
+
+    def impl(isa, G, dZT, X, rows, scale, nr, assign, upcoming):
+        if G.shape[0] > PIXEL_NEURONS:
+            return False
+        pixel_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming)
+        return True
+
+    return impl
 
 
 def chunk_inputs(X, rows, scale, xc, nr):
@@ -152,8 +186,7 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
     where they lie in X, as bytes (:func:`pixel_gradient`). This product computes from L2 for as
     long as memory takes to deliver them, so the next chunk finds its rows in cache: 3-5 ms an
     epoch a core of waiting for memory otherwise."""
-    if is_pixels(isa, X) and G.shape[0] <= PIXEL_NEURONS:  # as in first_layer
-        pixel_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming)
+    if pixels_gradient(isa, G, dZT, X, rows, scale, nr, assign, upcoming):
         return
     h, d = G.shape
     NR, W = tile_shape(isa, G)[1], tile_shape(isa, G)[5]
