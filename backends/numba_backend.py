@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .base import IDENTITY, Backend, activation_code, check_dtype, is_sparse
+from .numba_layout import read_only as _read_only
 from .numba_sparse_choice import check_first_layer, policy
 from .numba_sparse_path import SparseFirstLayer
 from .numba_sparse_rows import SparseRows, is_csr
@@ -26,15 +27,6 @@ log = logging.getLogger("netcore")
 # layer's weights and its gradient rows stay in L2 (1 MB a core here). 128 MNIST rows of float32
 # measured best of 64 / 128 / 256.
 CHUNK_BYTES = 128 * 784 * 4
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    """A read-only view of ``a``. Numba compiles a separate kernel for read-only arrays (memory
-    maps, ``np.frombuffer``): 13 s more on first meeting one. The fused kernel only reads its
-    inputs, so it always gets them read-only, and one compiled kernel serves both kinds."""
-    view = a.view()
-    view.flags.writeable = False
-    return view
 
 
 class NumbaBackend(Backend):

@@ -71,14 +71,14 @@ _BY_KEY: dict = {}
 
 
 class _CompiledPass:
-    """:func:`_thread_pass` compiled for one signature, handed to the parallel loop as a function
+    """A per-thread pass compiled for one signature, handed to the parallel loop as a function
     pointer (Numba's wrapper-address protocol) rather than compiled into it: a parallel
     function that calls a large one links and optimises all of it again, which took 10 of the
     20 seconds of a cold compile."""
 
-    def __init__(self, signature) -> None:
-        _thread_pass.compile(signature.args)
-        result = _thread_pass.get_compile_result(signature)
+    def __init__(self, thread_pass, signature) -> None:
+        thread_pass.compile(signature.args)
+        result = thread_pass.get_compile_result(signature)
         self._address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
         self._signature = signature
 
@@ -92,19 +92,27 @@ class _CompiledPass:
 _COMPILED: dict = {}
 
 
-def compiled(arg_types: tuple) -> tuple:
-    """``(entry point of the parallel pass, per-thread pass)`` for these argument types."""
-    if arg_types not in _COMPILED:
+def compiled_pass(parallel_pass, thread_pass, arg_types: tuple) -> tuple:
+    """``(entry point of parallel_pass, thread_pass)`` compiled for these argument types: the
+    parallel pass takes the thread pass (``isa, t, threads`` and the rest of its own arguments;
+    returns a float) first, as a function pointer."""
+    key = (parallel_pass, arg_types)
+    if key not in _COMPILED:
         pass_signature = types.float64(arg_types[0], types.int64, types.int64, *arg_types[1:])
-        thread_pass = _CompiledPass(pass_signature)
+        compiled_thread_pass = _CompiledPass(thread_pass, pass_signature)
         signature = (types.FunctionType(pass_signature), *arg_types)
         with warnings.catch_warnings():
             # the pass handed on as a function pointer is deliberate (see _CompiledPass); Numba
             # calls that "experimental" at every call that passes it
             warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            _parallel_pass.compile(signature)
-        _COMPILED[arg_types] = (_parallel_pass.overloads[signature].entry_point, thread_pass)
-    return _COMPILED[arg_types]
+            parallel_pass.compile(signature)
+        _COMPILED[key] = (parallel_pass.overloads[signature].entry_point, compiled_thread_pass)
+    return _COMPILED[key]
+
+
+def compiled(arg_types: tuple) -> tuple:
+    """``(entry point of the parallel pass, per-thread pass)`` for these argument types."""
+    return compiled_pass(_parallel_pass, _thread_pass, arg_types)
 
 
 @njit(**OPTS)

@@ -110,3 +110,12 @@ def _zeroed(shapes, dtype):
     for buffer in buffers:
         buffer[...] = 0
     return buffers
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``. Numba compiles a separate kernel for read-only arrays (memory
+    maps, ``np.frombuffer``): 13 s more on first meeting one. The fused passes only read their
+    inputs, so they always get them read-only, and one compiled kernel serves both kinds."""
+    view = a.view()
+    view.flags.writeable = False
+    return view

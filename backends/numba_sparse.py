@@ -27,10 +27,11 @@ loop runs out of).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, typeof
+from numba.core import types
 
 from . import numba_sparse_lanes as V
-from .numba_fused import _above_first, _add_row_sums, _bias_activation, _rows, transposed_above
+from .numba_fused import _above_first, _add_row_sums, _bias_activation, _rows, compiled_pass, transposed_above
 from .numba_intrinsics import OPTS
 from .numba_kernels import like
 from .numba_layout import CACHE_LINE
@@ -40,8 +41,8 @@ LANES = V.LANES
 AHEAD = 8
 
 
-@njit(parallel=True, **OPTS)
-def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk, stride, ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
+def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk, stride,
+                       ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
     """Mean cross-entropy, its gradient (flat, layer by layer ``W¹ b¹ W² b² ...``) and the
     logits of the batch ``rows`` of the compressed inputs ``values, indices, indptr``.
 
@@ -53,45 +54,41 @@ def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, pa
     ``G, ACT, DZ, SM`` as the dense pass's workspace (rows ``stride`` long); ``chunk`` a multiple
     of 16; ``isa`` the dense pass's, for the layers above the first.
     """
+    args = (isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk, stride, ZC, G1T, G,
+            ACT, DZ, SM, grad, logitsT)
+    # What decides the compiled types, cheaply (the caller passes rows and Y read-only, W1
+    # contiguous, the other arrays with fixed layouts and dtypes)
+    key = (isa, values.dtype, indices.dtype, Y.dtype, W1.dtype, W1.flags.writeable, kind)
+    found = _BY_KEY.get(key)
+    if found is None:  # the activation a constant, as in the dense pass
+        found = _BY_KEY[key] = compiled_pass(_parallel_pass, _thread_pass,
+                                             tuple(types.literal(a) if i == 13 else typeof(a) for i, a in enumerate(args)))
+    entry, thread_pass = found
+    return entry(thread_pass, *args)
+
+
+_BY_KEY: dict = {}
+
+
+@njit(parallel=True, **OPTS)
+def _parallel_pass(thread_pass, isa, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk,
+                   stride, ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
+    """W¹ into W1T, ``thread_pass`` (:func:`_thread_pass`, compiled apart: see
+    :class:`~netcore.backends.numba_fused._CompiledPass`) on every thread, then the threads'
+    gradients summed."""
     n = rows.shape[0]
     L = len(sizes) - 1
     d, h1 = sizes[0], sizes[1]
     hp = W1T.shape[1]
     n_params = b_off[L - 1] + sizes[L]
-    a_off = np.zeros(L + 1, np.int64)
-    for l in range(L):
-        a_off[l + 1] = a_off[l] + stride * sizes[l + 1]
     skip = d * h1  # params starts after W¹
-    b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     n_chunks = (n + chunk - 1) // chunk
     threads = min(G1T.shape[0], n_chunks)
     losses = np.zeros(threads)
-    inv_n = like(1 / n, grad[0])
-    paramsT = transposed_above(params, sizes, w_off)
-    W1Tf = W1T.reshape(-1)
-    _transpose_blocks(W1.reshape(-1), d, W1Tf, hp, 0, h1, d, scale)  # a row per input, times the values' scale
-
+    _transpose_blocks(W1.reshape(-1), d, W1T.reshape(-1), hp, 0, h1, d, scale)  # a row per input, times the values' scale
     for t in prange(threads):
-        zc, g1t, act, dz = ZC[t], G1T[t], ACT[t], DZ[t]
-        g = grad if t == 0 else G[t - 1]
-        g[skip:n_params] = 0
-        g1t[:] = 0
-        loss = 0.0
-        for c in range(t, n_chunks, threads):
-            r0 = c * chunk
-            nr = min(chunk, n - r0)
-            batch = rows[r0:r0 + nr]
-            _forward(values, indices, indptr, batch, W1Tf, hp, h1, zc)
-            _transpose(zc, hp, act, stride, nr, h1, True)  # sums -> feature-major, as the layers above read them
-            HT = _rows(act, 0, h1, stride)
-            _bias_activation(HT, b1, nr, kind, L > 1)  # as the dense pass does
-            loss += _above_first(isa, rows, r0, nr, Y, params, paramsT, sizes, w_off, b_off, a_off, kind, stride, act, dz, SM[t], g, logitsT, inv_n)
-            dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
-            _transpose(zc, hp, dz[(L - 1) % 2], stride, nr, h1, False)  # dZ -> sample-major (padding lanes stay 0)
-            _weight_gradient(values, indices, indptr, batch, zc, hp, h1, g1t)
-            _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
-        losses[t] = loss
-
+        losses[t] = thread_pass(isa, np.int64(t), np.int64(threads), values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes,
+                                w_off, b_off, kind, chunk, stride, ZC, G1T, G, ACT, DZ, SM, grad, logitsT)
     # Sum the threads' gradients: the parameters above W¹ as the dense pass does, each thread a
     # slice; W¹'s in thread 0's G1T, then transposed into place (times the values' scale), each
     # thread a slice of the inputs.
@@ -113,6 +110,46 @@ def loss_and_gradients(isa, values, indices, indptr, scale, rows, Y, W1, W1T, pa
                 mine[k] += src[k]
         _transpose_blocks(G1T[0], hp, grad, d, first, last, h1, scale)
     return losses.sum() / n
+
+
+@njit(**OPTS)
+def _thread_pass(isa, t, threads, values, indices, indptr, scale, rows, Y, W1, W1T, params, sizes, w_off, b_off, kind, chunk, stride,
+                 ZC, G1T, G, ACT, DZ, SM, grad, logitsT):
+    """Thread ``t``'s share: chunks ``t, t + threads, ...``; returns their loss and adds their
+    gradients to ``grad`` (thread 0) or ``G[t - 1]``, W¹'s to ``G1T[t]``."""
+    n = rows.shape[0]
+    L = len(sizes) - 1
+    d, h1 = sizes[0], sizes[1]
+    hp = W1T.shape[1]
+    n_params = b_off[L - 1] + sizes[L]
+    a_off = np.zeros(L + 1, np.int64)
+    for l in range(L):
+        a_off[l + 1] = a_off[l] + stride * sizes[l + 1]
+    skip = d * h1  # params starts after W¹
+    b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
+    n_chunks = (n + chunk - 1) // chunk
+    inv_n = like(1 / n, grad[0])
+    paramsT = transposed_above(params, sizes, w_off)
+    W1Tf = W1T.reshape(-1)
+    zc, g1t, act, dz = ZC[t], G1T[t], ACT[t], DZ[t]
+    g = grad if t == 0 else G[t - 1]
+    g[skip:n_params] = 0
+    g1t[:] = 0
+    loss = 0.0
+    for c in range(t, n_chunks, threads):
+        r0 = c * chunk
+        nr = min(chunk, n - r0)
+        batch = rows[r0:r0 + nr]
+        _forward(values, indices, indptr, batch, W1Tf, hp, h1, zc)
+        _transpose(zc, hp, act, stride, nr, h1, True)  # sums -> feature-major, as the layers above read them
+        HT = _rows(act, 0, h1, stride)
+        _bias_activation(HT, b1, nr, kind, L > 1)  # as the dense pass does
+        loss += _above_first(isa, rows, r0, nr, Y, params, paramsT, sizes, w_off, b_off, a_off, kind, stride, act, dz, SM[t], g, logitsT, inv_n)
+        dZT = _rows(dz[(L - 1) % 2], 0, h1, stride)
+        _transpose(zc, hp, dz[(L - 1) % 2], stride, nr, h1, False)  # dZ -> sample-major (padding lanes stay 0)
+        _weight_gradient(values, indices, indptr, batch, zc, hp, h1, g1t)
+        _add_row_sums(dZT, nr, g[b_off[0]:b_off[0] + h1])
+    return loss
 
 
 @njit(parallel=True, **OPTS)

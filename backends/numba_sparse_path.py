@@ -143,7 +143,8 @@ class SparseFirstLayer:
         loss = backend._first_call_notice(
             _Compiled(f"sparse {S.dtype.name} ({S.indices.dtype.name} columns)"),
             kernels.loss_and_gradients,
-            backend.isa, S.values, S.indices, S.indptr, backend._scale_of(S), rows, Y, np.ascontiguousarray(layers[0][0], dtype=dtype), W1T, params,
+            backend.isa, S.values, S.indices, S.indptr, backend._scale_of(S), lay.read_only(rows), lay.read_only(np.ascontiguousarray(Y)),
+            np.ascontiguousarray(layers[0][0], dtype=dtype), W1T, params,
             np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
             backend._kind(activation), chunk, lay.stride(chunk), ZC, G1T, G, ACT, DZ, SM, grad, ZT,
         )
