@@ -312,23 +312,6 @@ class Backend:
         self.adam_update(param, grad, m, v, lr, beta1, beta2, eps)
         return self.sum_squares(param)
 
-    def adam_update_all(
-        self, params: Sequence[Any], grads: Sequence[Any], m: Sequence[Any], v: Sequence[Any], lr: float, beta1: float, beta2: float,
-        eps: float, l2: Sequence[float] | None = None,
-    ) -> list | None:
-        """One Adam step on every parameter array: :meth:`adam_update` on each ``params[j],
-        grads[j], m[j], v[j]``, or :meth:`adam_update_l2` where ``l2[j]`` is not 0 (one coefficient
-        an array, 0 for none). Returns the ``sum(param**2)`` of each array with a penalty, in
-        order (None without ``l2``). The results are the per-array ops' exactly; a backend may
-        update them all in one call (one dispatch a step instead of one an array)."""
-        squares = []
-        for j, (p, g, mj, vj) in enumerate(zip(params, grads, m, v)):
-            if l2 is not None and l2[j]:
-                squares.append(self.adam_update_l2(p, g, mj, vj, lr, beta1, beta2, eps, l2[j]))
-            else:
-                self.adam_update(p, g, mj, vj, lr, beta1, beta2, eps)
-        return None if l2 is None else squares
-
     def zeros_like(self, x: Any) -> Any:
         return self.xp.zeros_like(x)
 

@@ -184,22 +184,6 @@ class NumbaBackend(Backend):
         t = self.dtype.type
         return self.k.adam_update_l2(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps), t(l2))
 
-    def adam_update_all(self, params: list, grads: list, m: list, v: list, lr: float, beta1: float, beta2: float, eps: float,
-                        l2: list | None = None) -> list | None:
-        """Every array's step in one kernel call (:func:`~netcore.backends.numba_kernels.adam_update_all`);
-        arrays of another dtype than the backend's (one kernel takes one dtype) take the per-array ops."""
-        import numba
-
-        dt = self.dtype
-        if not all(a.dtype == dt for arrays in (params, grads, m, v) for a in arrays):
-            return super().adam_update_all(params, grads, m, v, lr, beta1, beta2, eps, l2)
-        flat = [tuple([a.reshape(-1) for a in arrays]) for arrays in (params, grads, m, v)]
-        t = dt.type  # Python floats would make the kernel compute in float64
-        squares = np.zeros(len(params))
-        coefficients = np.zeros(len(params)) if l2 is None else np.array(l2, np.float64)  # cast in the kernel, as t(l2) was
-        self.k.adam_update_all(*flat, coefficients, t(lr), t(beta1), t(beta2), t(eps), squares, numba.get_num_threads())
-        return None if l2 is None else [squares[j] for j in range(len(params)) if l2[j]]
-
     def _first_call_notice(self, input_dtype: np.dtype, kernel, *args):
         """Call ``kernel``; on a first call that runs past a second (compiling, not loading from
         the cache), say so while it compiles, and how long it took once done."""

@@ -31,12 +31,9 @@ jit = njit(cache=True, error_model="numpy", nogil=True)
 PARALLEL_MIN = 1 << 16
 
 
-def pjit(kernel=None, *, work=None):
+def pjit(kernel):
     """Compile ``kernel`` twice, with its ``prange`` loops parallel and as plain loops, and call
-    whichever suits the size of its first argument (``work(first argument)`` elements if given)."""
-    if kernel is None:
-        return functools.partial(pjit, work=work)
-    size = work or (lambda a: a.size)
+    whichever suits the size of its first argument."""
     parallel = njit(cache=True, error_model="numpy", nogil=True, parallel=True)(kernel)
     # A copy under another name, so the two compilations keep separate on-disk cache entries.
     twin = types.FunctionType(kernel.__code__, kernel.__globals__, kernel.__name__ + "_serial", kernel.__defaults__, kernel.__closure__)
@@ -45,7 +42,7 @@ def pjit(kernel=None, *, work=None):
 
     @functools.wraps(kernel)
     def call(a, *args):
-        return (parallel if size(a) >= PARALLEL_MIN else serial)(a, *args)
+        return (parallel if a.size >= PARALLEL_MIN else serial)(a, *args)
 
     call.parallel, call.serial = parallel, serial
     return call
@@ -252,67 +249,6 @@ def _adam_l2_block(p, g, m, v, lr, beta1, beta2, eps, l2, one):
         m[i] = mi
         v[i] = vi
         p[i] = p[i] - lr * mi / (np.sqrt(vi) + eps)
-
-
-@pjit(work=lambda ps: sum(p.size for p in ps))
-def adam_update_all(ps, gs, ms, vs, l2, lr, beta1, beta2, eps, squares, threads):
-    """One Adam step on every array of the tuples ``ps, gs, ms, vs`` (1-D, one dtype) in one
-    parallel loop: a step's parameters in one call instead of one per array (each call costs a
-    dispatch, and the large one a wake of the thread pool). Where ``l2[j]`` (float64) is not 0,
-    array ``j`` takes :func:`adam_update_l2`'s step and ``squares[j]`` gets its sum of squares
-    after it (float64, blocks of ``ADAM_BLOCK`` summed in order). The arrays are the per-array
-    kernels' to the bit; a sum of squares may differ in its last bit from the parallel
-    :func:`adam_update_l2`'s, whose ``sums.sum()`` Numba runs as a parallel reduction.
-
-    The arrays, laid end to end in blocks, split into one equal run of blocks for each of
-    ``threads`` (Numba's thread count: its ``get_num_threads`` would stop the kernel from being
-    cached on disk; the serial twin walks the runs one after another, to the same results; the
-    loop's static schedule gives each thread one iteration), and each thread walks its run one
-    array at a time: a loop over the blocks themselves, each picking its array out of the tuples,
-    ran 20% slower on one thread. (No ``np.zeros`` here: in a parallel function each is a
-    parallel loop of its own, one more wake of the thread pool.)"""
-    one = like(1, beta1)
-    arrays = len(ps)
-    first = np.empty(arrays + 1, np.int64)  # each array's first block
-    first[0] = 0
-    for j in range(arrays):
-        first[j + 1] = first[j] + (ps[j].size + ADAM_BLOCK - 1) // ADAM_BLOCK
-    blocks = first[arrays]
-    sums = np.empty(blocks)
-    parts = min(threads, blocks)
-    for part in prange(parts):
-        k0, k1 = part * blocks // parts, (part + 1) * blocks // parts
-        for j in range(arrays):
-            lo_k, hi_k = max(k0, first[j]), min(k1, first[j + 1])
-            if lo_k >= hi_k:
-                continue
-            p, g, m, v = ps[j], gs[j], ms[j], vs[j]
-            if l2[j] != 0:
-                for k in range(lo_k, hi_k):
-                    lo = (k - first[j]) * ADAM_BLOCK
-                    hi = min(p.size, lo + ADAM_BLOCK)
-                    _adam_l2_block(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, like(l2[j], one), one)
-                    sums[k] = _sum_squares(p[lo:hi])
-            else:
-                lo, hi = (lo_k - first[j]) * ADAM_BLOCK, min(p.size, (hi_k - first[j]) * ADAM_BLOCK)
-                _adam_block(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], lr, beta1, beta2, eps, one)
-    for j in range(arrays):
-        if l2[j] != 0:
-            total = 0.0
-            for k in range(first[j], first[j + 1]):
-                total += sums[k]
-            squares[j] = total
-
-
-@jit
-def _adam_block(p, g, m, v, lr, beta1, beta2, eps, one):
-    """:func:`adam_update`'s step on one block."""
-    for i in range(p.size):
-        mi = beta1 * m[i] + (one - beta1) * g[i]
-        vi = beta2 * v[i] + (one - beta2) * g[i] * g[i]
-        m[i] = mi
-        v[i] = vi
-        p[i] -= lr * mi / (np.sqrt(vi) + eps)
 
 
 @njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})

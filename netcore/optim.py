@@ -129,8 +129,9 @@ class Adam(Optimizer):
         return lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
 
     def _update(self, ops: Backend, params: list, grads: list, lr: float) -> None:
-        slots = self._slots(ops, params, 2)
-        ops.adam_update_all(params, grads, [m for m, _ in slots], [v for _, v in slots], self._step_size(lr), self.beta1, self.beta2, self.eps)
+        step = self._step_size(lr)
+        for p, g, (m, v) in zip(params, grads, self._slots(ops, params, 2)):
+            ops.adam_update(p, g, m, v, step, self.beta1, self.beta2, self.eps)
 
     def update(self, ops: Backend, layers: Layers, grads: Layers, lr: float | None = None, l2: float = 0.0) -> list | None:
         if not l2:
@@ -140,10 +141,12 @@ class Adam(Optimizer):
         self.t += 1
         step = self._step_size(self.lr if lr is None else lr)
         params = _flat(layers)
-        slots = self._slots(ops, params, 2)
-        penalties = [l2, 0.0] * len(layers)  # the weights, not the biases
-        return ops.adam_update_all(params, _flat(grads), [m for m, _ in slots], [v for _, v in slots], step, self.beta1, self.beta2,
-                                   self.eps, penalties)
+        slots, squares = self._slots(ops, params, 2), []
+        for i, (dW, db) in enumerate(grads):
+            (W, b), (mW, vW), (mb, vb) = layers[i], slots[2 * i], slots[2 * i + 1]
+            squares.append(ops.adam_update_l2(W, dW, mW, vW, step, self.beta1, self.beta2, self.eps, l2))
+            ops.adam_update(b, db, mb, vb, step, self.beta1, self.beta2, self.eps)
+        return squares
 
 
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {"sgd": SGD, "momentum": lambda **kw: SGD(**{"momentum": 0.9, **kw}), "nesterov": lambda **kw: SGD(**{"momentum": 0.9, "nesterov": True, **kw}), "adam": Adam}
