@@ -31,7 +31,7 @@ from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
 from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
 from .numba_simd import runtime
-from .numba_tiles import dot, first_layer, rank1, weight_gradient
+from .numba_tiles import dot, first_layer, gradient_transposed, rank1, untranspose, weight_gradient, weight_gradient_transposed
 
 
 def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
@@ -152,6 +152,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     b1 = params[b_off[0] - skip:b_off[0] - skip + h1]
     g[skip:b_off[L - 1] + sizes[L]] = 0
     n_chunks = (n + chunk - 1) // chunk
+    transposed = gradient_transposed(isa, X, g, h1, chunk)  # W¹'s gradient inputs x neurons until the end
     loss = 0.0
     for c in range(t, n_chunks, threads):
         r0 = c * chunk
@@ -167,7 +168,13 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         # a thread's first chunk writes W¹'s gradient, the others add to it. Rows read in place
         # stream through the hardware's prefetcher: prefetching the next chunk into L2 as well
         # cost 0.8 ms a float64 step on 2 threads, 1.5 on one
-        weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, rows[r0:r0 + nr], scale, upcoming[:0] if in_place else upcoming)
+        if transposed:  # Z is free: it takes dZ sample-major; the forward prefetched the next rows
+            weight_gradient_transposed(isa, _rows(g, 0, d, h1), dZT, Z, inputs, nr, c == t, like(1, scale))
+        else:
+            weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, rows[r0:r0 + nr], scale,
+                            upcoming[:0] if in_place else upcoming)
+    if transposed:
+        untranspose(g, d, h1, xc.reshape(-1))
     return loss
 
 

@@ -32,7 +32,8 @@ from numba.extending import intrinsic, overload
 
 from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
-from .numba_simd import dot_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime, tile_shape
+from .numba_simd import (converts_pixels, dot_tile, pixel_copy_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime,
+                         tile_shape)
 
 #: The widest first layer whose uint8 rows the pixel tiles read (a multiple of 16, so that the
 #: test on the padded width in :func:`first_layer` and on the width in :func:`weight_gradient`
@@ -67,6 +68,9 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     if is_pixels(isa, X) and WT.shape[1] <= PIXEL_NEURONS:  # a constant, then a width (padded: the same test)
         pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
         return xc[:nr], False
+    if is_converted(isa, X):  # a constant: uint8 rows elsewhere (AVX2, plain, wider layers on AVX-512: no)
+        convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming)
+        return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
     if not in_place:
         d = X.shape[1]
@@ -81,6 +85,19 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
                 out[i] = x[i] * scale
     rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), runtime(in_place))
     return src, in_place
+
+
+@intrinsic
+def is_converted(typingctx, isa, X):
+    """Whether the first layer's forward converts ``X``'s rows inside its tiles into the chunk
+    buffer (uint8 rows where the pixel tiles do not read them:
+    :func:`~netcore.backends.numba_simd.converts_pixels`): a constant, decided while typing."""
+    value = converts_pixels(isa, X)
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, value)
+
+    return types.boolean(isa, X), codegen
 
 
 @intrinsic
@@ -170,6 +187,46 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
 
 
 @njit(inline="always", **OPTS)
+def gradient_transposed(isa, X, g, h, chunk):
+    """Whether the first layer's weight gradient is taken transposed
+    (:func:`weight_gradient_transposed`): where the forward converts uint8 rows into the chunk
+    buffer (:func:`is_converted`: AVX2, plain), for a layer of whole tiles of neurons (16 float32
+    on AVX2; other widths would leave columns short of a vector), and chunks of at least ``h``
+    rows (their buffer holds the gradient while :func:`untranspose` turns it back)."""
+    _, NR, _, _, _, W = tile_shape(isa, g)
+    return is_converted(isa, X) and h % (NR * W) == 0 and chunk >= h
+
+
+@njit(inline="always", **OPTS)
+def weight_gradient_transposed(isa, GT, dZT, dZ, xc, nr, assign, scale):
+    """``GT (+)= (scale * dZT[:, :nr] @ xc[:nr]).T``: the first layer's weight gradient, inputs x
+    neurons, in the layout of BLIS's and OpenBLAS's micro-kernels: the neurons along the vectors
+    (a whole tile's width: :func:`gradient_transposed`), each sample's inputs broadcast, so every
+    tile is the ISA's full rank-1 shape. Row-major, 16 neurons are 6 + 6 + 4 rows of that tile,
+    and the 4-row one keeps only 8 accumulators: the product ran at 123 GFLOP/s, transposed at
+    132 (one thread, AVX2, Zen 5). ``dZ`` (samples x neurons, at least ``nr`` rows) receives
+    ``scale * dZT[:, :nr].T`` first."""
+    h = GT.shape[1]
+    for s in range(nr):
+        row = dZ[s]
+        for o in range(h):
+            row[o] = dZT[o, s] * scale
+    rank1(isa, GT, xc[:nr].T, dZ, GT.shape[0], runtime(0), h, nr, assign, runtime(False))
+
+
+@njit(inline="always", **OPTS)
+def untranspose(G, d, h, scratch):
+    """``G[:d*h]``, a ``(d, h)`` matrix, rewritten in place as its ``(h, d)`` transpose (through
+    ``scratch``, a flat buffer of at least ``d * h`` elements)."""
+    n = d * h
+    scratch[:n] = G[:n]
+    for o in range(h):
+        out = G[o * d:(o + 1) * d]
+        for i in range(d):
+            out[i] = scratch[i * h + o]
+
+
+@njit(inline="always", **OPTS)
 def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
     """``Z[:nr] = (scale * X[rows[:nr]]) @ WT`` on uint8 rows read where they lie
     (:func:`~netcore.backends.numba_simd.pixel_tile`: converted inside the tile, a block of
@@ -194,6 +251,31 @@ def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
                 pixel_tile(isa, Z, o, j, X, rows, o, rows_left, scale, WT, j, K, 0, 1)
                 o += MR
         j += W
+
+
+#: Tiles of rows ahead of the one being computed whose rows :func:`convert_product` prefetches.
+CONVERT_AHEAD = 2
+
+
+@njit(inline="always", **OPTS)
+def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+    """``Z[:nr] = xc[:nr] @ WT`` with ``xc[:nr] = scale * X[rows[:nr]]`` written on the way: uint8
+    rows converted inside the forward's tiles (:func:`~netcore.backends.numba_simd.pixel_copy_tile`,
+    the ISA's rank-1 shape, a short last tile repeating its last row), so the floats are written
+    once, read by the weight gradient, and the products no longer wait for a conversion pass
+    (AVX2: the conversion took 2.7 ms of a 29.9 ms step on one thread, Zen 5 under
+    ``NUMBA_CPU_NAME=haswell``). Each tile prefetches the rows :data:`CONVERT_AHEAD` tiles on
+    (past the chunk's end, the thread's next chunk from ``upcoming``). Neurons past the tile's
+    width (layers wider than 16 float32 neurons on AVX2) come from ``xc`` by :func:`rank1`."""
+    MR, NR, _, _, _, W = tile_shape(isa, Z)
+    K = X.shape[1]
+    o = 0
+    while o < nr:
+        _prefetch_rows(X, rows, o + CONVERT_AHEAD * MR, o + (CONVERT_AHEAD + 1) * MR, nr, upcoming)
+        pixel_copy_tile(isa, Z, o, X, rows, o, min(MR, nr - o), scale, WT, K, xc, o)
+        o += MR
+    if WT.shape[1] > NR * W:
+        rank1(isa, Z, xc, WT, nr, runtime(NR * W), WT.shape[1], K, runtime(True), runtime(False))
 
 
 @njit(inline="always", **OPTS)
