@@ -392,7 +392,7 @@ def _pixel_rows_body(MR, NR, VT, itemsize, copy=False):
     plain tile, 7.8-8.1; this way 7.5, Zen 5); the last
     blocks go a column at a time, the one short of 16 columns read with a masked load.
     ``scale`` multiplies the sums once, not every element. With ``copy``, two more arguments:
-    each block converted is also stored, scaled, to the rows ``out0 + m * out_rs`` (the chunk
+    each block converted is also stored (unscaled) to the rows ``out0 + m * out_rs`` (the chunk
     buffer the weight gradient reads: :func:`pixel_copy_tile`)."""
 
     def build(builder, args):
@@ -412,7 +412,6 @@ def _pixel_rows_body(MR, NR, VT, itemsize, copy=False):
         if copy:  # the rows the floats go to; those past mr repeat the last (the same values again)
             out0, out_rs = args[10:]
             out_rows = [builder.gep(out0, [builder.mul(_row_or_last(builder, m, mr), out_rs)]) for m in range(MR)]
-            scale_v = _splat(builder, scale, FT)
             masked_store = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [FT, FT.as_pointer(), _I32, ir.VectorType(ir.IntType(1), KB)]),
                 f"llvm.masked.store.v{KB}f{T.intrinsic_name[1:]}.p0")
@@ -437,11 +436,10 @@ def _pixel_rows_body(MR, NR, VT, itemsize, copy=False):
 
         def _copy_out(at, floats, mask):
             at = builder.bitcast(at, FT.as_pointer())
-            scaled = builder.fmul(floats, scale_v)
             if mask is None:
-                builder.store(scaled, at, align=itemsize)
+                builder.store(floats, at, align=itemsize)
             else:
-                builder.call(masked_store, [scaled, at, _I32(itemsize), mask])
+                builder.call(masked_store, [floats, at, _I32(itemsize), mask])
 
         def convert_masked(block, half):  # any block, the last one short of 16 columns too
             kb = builder.mul(block, kb_c)
@@ -559,8 +557,9 @@ def converts_pixels(isa, X) -> bool:
 def pixel_copy_tile(typingctx, isa, C, ci, X, rows, r0, mr, scale, B, K, out, oi):
     """``C[ci+m, :NR*W] = (scale * X[rows[r0+m], :K]) @ B[:K, :NR*W]`` for ``m < mr`` in the ISA's
     rank-1 tile shape, as :func:`pixel_tile` (the bytes converted inside the tile), and
-    ``out[oi+m, :K] = scale * X[rows[r0+m], :K]``: the converted rows are also stored for the
-    weight gradient, so no separate conversion pass writes and reads them again. ``B``, ``C`` and
+    ``out[oi+m, :K] = X[rows[r0+m], :K]`` (unscaled, as floats): the converted rows are also stored
+    for the weight gradient, so no separate conversion pass writes and reads them again; the
+    weight gradient applies ``scale`` to its other factor (16 times fewer multiplies). ``B``, ``C`` and
     ``out`` C-contiguous, ``out`` of ``C``'s dtype. Compiles to nothing where
     :func:`converts_pixels` is false."""
     if not isinstance(isa, IsaType):

@@ -68,7 +68,7 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     if is_pixels(isa, X) and WT.shape[1] <= PIXEL_NEURONS:  # a constant, then a width (padded: the same test)
         pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming)
         return xc[:nr], False
-    if is_converted(isa, X):  # a constant: uint8 rows elsewhere (AVX2, plain, wider layers on AVX-512: no)
+    if is_converted(isa, X):  # a constant: uint8 rows on AVX2 and plain; unscaled in xc
         convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming)
         return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
@@ -259,7 +259,8 @@ CONVERT_AHEAD = 2
 
 @njit(inline="always", **OPTS)
 def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
-    """``Z[:nr] = xc[:nr] @ WT`` with ``xc[:nr] = scale * X[rows[:nr]]`` written on the way: uint8
+    """``Z[:nr] = scale * xc[:nr] @ WT`` with ``xc[:nr] = X[rows[:nr]]`` (floats, unscaled: the
+    weight gradient scales dZ instead, 16 times fewer multiplies) written on the way: uint8
     rows converted inside the forward's tiles (:func:`~netcore.backends.numba_simd.pixel_copy_tile`,
     the ISA's rank-1 shape, a short last tile repeating its last row), so the floats are written
     once, read by the weight gradient, and the products no longer wait for a conversion pass
@@ -276,6 +277,10 @@ def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
         o += MR
     if WT.shape[1] > NR * W:
         rank1(isa, Z, xc, WT, nr, runtime(NR * W), WT.shape[1], K, runtime(True), runtime(False))
+        for r in range(nr):
+            z = Z[r]
+            for j in range(NR * W, WT.shape[1]):
+                z[j] *= scale
 
 
 @njit(inline="always", **OPTS)
