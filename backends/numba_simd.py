@@ -444,6 +444,16 @@ def _pixel_rows_body(MR, NR, VT, itemsize, copy=False):
         def convert_masked(block, half):  # any block, the last one short of 16 columns too
             kb = builder.mul(block, kb_c)
             left = builder.trunc(builder.sub(K, kb), _I32)
+            if copy:  # AVX2 has no masked byte loads (LLVM tests and inserts byte by byte): whole blocks without
+                with builder.if_else(builder.icmp_signed(">=", left, _I32(KB))) as (whole, part):
+                    with whole:
+                        for m in range(MR):
+                            convert_row(m, kb, half)
+                    with part:
+                        mask = builder.icmp_signed("<", lane, _splat(builder, left, lane.type))
+                        for m in range(MR):
+                            convert_row(m, kb, half, mask)
+                return
             mask = builder.icmp_signed("<", lane, _splat(builder, left, lane.type))
             for m in range(MR):
                 convert_row(m, kb, half, mask)
