@@ -31,8 +31,7 @@ from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
 from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
 from .numba_simd import runtime
-from .numba_tiles import (dot, first_layer, gradient_transposed, is_converted, rank1, untranspose, weight_gradient,
-                          weight_gradient_transposed)
+from .numba_tiles import converted_gradient, dot, finish_gradient, first_layer, gradient_transposed, rank1, weight_gradient
 
 
 def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
@@ -169,20 +168,12 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         # a thread's first chunk writes W¹'s gradient, the others add to it. Rows read in place
         # stream through the hardware's prefetcher: prefetching the next chunk into L2 as well
         # cost 0.8 ms a float64 step on 2 threads, 1.5 on one
-        # uint8 rows converted by the forward are left unscaled: dZ takes the scale
-        left = scale if is_converted(isa, X) else like(1, scale)
-        if transposed:  # Z is free: it takes dZ sample-major; the forward prefetched the next rows
-            weight_gradient_transposed(isa, _rows(g, 0, d, h1), dZT, Z, inputs, nr, c == t, left)
-        else:
-            if is_converted(isa, X):
-                for o in range(h1):
-                    row = dZT[o]
-                    for s in range(nr):
-                        row[s] *= left
+        # uint8 rows converted by the forward are unscaled: dZ takes the scale (Z is free: it takes
+        # dZ sample-major where the gradient is transposed; the forward prefetched the next rows)
+        if not converted_gradient(isa, X, g, dZT, Z, inputs, d, h1, nr, c == t, scale, transposed):
             weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, rows[r0:r0 + nr], scale,
                             upcoming[:0] if in_place else upcoming)
-    if transposed:
-        untranspose(g, d, h1, xc.reshape(-1))
+    finish_gradient(isa, X, g, d, h1, xc, transposed)
     return loss
 
 

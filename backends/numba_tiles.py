@@ -186,15 +186,72 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
         p += 1
 
 
-@njit(inline="always", **OPTS)
 def gradient_transposed(isa, X, g, h, chunk):
     """Whether the first layer's weight gradient is taken transposed
     (:func:`weight_gradient_transposed`): where the forward converts uint8 rows into the chunk
     buffer (:func:`is_converted`: AVX2, plain), for a layer of whole tiles of neurons (16 float32
     on AVX2; other widths would leave columns short of a vector), and chunks of at least ``h``
     rows (their buffer holds the gradient while :func:`untranspose` turns it back)."""
-    _, NR, _, _, _, W = tile_shape(isa, g)
-    return is_converted(isa, X) and h % (NR * W) == 0 and chunk >= h
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+# The three steps the thread pass takes for converted rows are overloads chosen by X's type, so
+# that a pass that does not convert (AVX-512, float inputs) compiles none of them: written as
+# branches on a constant, Numba typed and lowered them anyway (2 s more of a cold compile).
+@overload(gradient_transposed, inline="always")
+def _gradient_transposed(isa, X, g, h, chunk):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, h, chunk: False
+
+    def impl(isa, X, g, h, chunk):
+        _, NR, _, _, _, W = tile_shape(isa, g)
+        return h % (NR * W) == 0 and chunk >= h
+
+    return impl
+
+
+def converted_gradient(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+    """For uint8 rows the forward converted (unscaled, :func:`convert_product`): the first layer's
+    weight gradient into ``g`` (its first ``d * h`` elements) where it is taken ``transposed``,
+    returning True; otherwise ``dZT`` scaled for :func:`weight_gradient`, returning False. For other
+    inputs nothing, False."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(converted_gradient, inline="always")
+def _converted_gradient(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed: False
+
+    def impl(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+        if transposed:
+            weight_gradient_transposed(isa, g[:d * h].reshape(d, h), dZT, dZ, xc, nr, assign, scale)
+            return True
+        for o in range(h):
+            row = dZT[o]
+            for s in range(nr):
+                row[s] *= scale
+        return False
+
+    return impl
+
+
+def finish_gradient(isa, X, g, d, h, xc, transposed):
+    """After a thread's last chunk: its first layer's weight gradient turned back to neurons x
+    inputs where it was taken ``transposed`` (through ``xc``, a chunk buffer of at least ``h`` rows)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(finish_gradient, inline="always")
+def _finish_gradient(isa, X, g, d, h, xc, transposed):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, d, h, xc, transposed: None
+
+    def impl(isa, X, g, d, h, xc, transposed):
+        if transposed:
+            untranspose(g, d, h, xc.reshape(-1))
+
+    return impl
 
 
 @njit(inline="always", **OPTS)
@@ -257,7 +314,6 @@ def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
 CONVERT_AHEAD = 2
 
 
-@njit(inline="always", **OPTS)
 def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
     """``Z[:nr] = scale * xc[:nr] @ WT`` with ``xc[:nr] = X[rows[:nr]]`` (floats, unscaled: the
     weight gradient scales dZ instead, 16 times fewer multiplies) written on the way: uint8
@@ -268,19 +324,30 @@ def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
     ``NUMBA_CPU_NAME=haswell``). Each tile prefetches the rows :data:`CONVERT_AHEAD` tiles on
     (past the chunk's end, the thread's next chunk from ``upcoming``). Neurons past the tile's
     width (layers wider than 16 float32 neurons on AVX2) come from ``xc`` by :func:`rank1`."""
-    MR, NR, _, _, _, W = tile_shape(isa, Z)
-    K = X.shape[1]
-    o = 0
-    while o < nr:
-        _prefetch_rows(X, rows, o + CONVERT_AHEAD * MR, o + (CONVERT_AHEAD + 1) * MR, nr, upcoming)
-        pixel_copy_tile(isa, Z, o, X, rows, o, min(MR, nr - o), scale, WT, K, xc, o)
-        o += MR
-    if WT.shape[1] > NR * W:
-        rank1(isa, Z, xc, WT, nr, runtime(NR * W), WT.shape[1], K, runtime(True), runtime(False))
-        for r in range(nr):
-            z = Z[r]
-            for j in range(NR * W, WT.shape[1]):
-                z[j] *= scale
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(convert_product, inline="always")
+def _convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+    if not converts_pixels(isa, X):  # nothing compiled where the forward does not convert
+        return lambda isa, Z, X, rows, scale, WT, xc, nr, upcoming: None
+
+    def impl(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+        MR, NR, _, _, _, W = tile_shape(isa, Z)
+        K = X.shape[1]
+        o = 0
+        while o < nr:
+            _prefetch_rows(X, rows, o + CONVERT_AHEAD * MR, o + (CONVERT_AHEAD + 1) * MR, nr, upcoming)
+            pixel_copy_tile(isa, Z, o, X, rows, o, min(MR, nr - o), scale, WT, K, xc, o)
+            o += MR
+        if WT.shape[1] > NR * W:
+            rank1(isa, Z, xc, WT, nr, runtime(NR * W), WT.shape[1], K, runtime(True), runtime(False))
+            for r in range(nr):
+                z = Z[r]
+                for j in range(NR * W, WT.shape[1]):
+                    z[j] *= scale
+
+    return impl
 
 
 @njit(inline="always", **OPTS)

@@ -294,6 +294,11 @@ def test_the_transposed_weight_gradient_assigns_or_accumulates_and_turns_back(va
     np.testing.assert_array_equal(flat[d * h:], 7)
 
 
+@njit
+def _gradient_transposed(isa, X, g, h, chunk):
+    return tiles.gradient_transposed(isa, X, g, h, chunk)
+
+
 def test_the_gradient_is_transposed_where_the_forward_converts_whole_tiles_of_neurons(variant):
     """Transposed where uint8 rows are converted inside the forward (AVX2 and plain), the layer is
     whole tiles wide (16 float32 neurons on AVX2, 8 on plain) and a chunk can hold the gradient."""
@@ -302,7 +307,7 @@ def test_the_gradient_is_transposed_where_the_forward_converts_whole_tiles_of_ne
     width = {"avx2": 16, "plain": 8}.get(variant.name)
     for X, h, chunk in itertools.product((pixels, floats), (8, 16, 32, 100), (8, 16, 128)):
         expected = X is pixels and width is not None and h % width == 0 and chunk >= h
-        assert tiles.gradient_transposed(variant, X, g, h, chunk) == expected, (X.dtype, h, chunk)
+        assert _gradient_transposed(variant, X, g, h, chunk) == expected, (X.dtype, h, chunk)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the probe compiles for x86 CPU names")
