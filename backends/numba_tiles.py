@@ -275,8 +275,8 @@ def weight_gradient_transposed(isa, GT, dZT, dZ, xc, nr, assign, scale):
 def untranspose(G, d, h, scratch):
     """``G[:d*h]``, a ``(d, h)`` matrix, rewritten in place as its ``(h, d)`` transpose (through
     ``scratch``, a flat buffer of at least ``d * h`` elements)."""
-    n = d * h
-    scratch[:n] = G[:n]
+    for i in range(d * h):  # a loop: a slice assignment compiles Numba's shape-mismatch message (1.2 s)
+        scratch[i] = G[i]
     for o in range(h):
         out = G[o * d:(o + 1) * d]
         for i in range(d):
