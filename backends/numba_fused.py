@@ -12,8 +12,11 @@ travel as one flat vector and the gradient comes back as one (:mod:`netcore.back
 The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
 needs no copy of X. uint8 rows, for a first layer of up to 16 neurons on AVX-512, are not copied
 either: both products read their bytes and widen them inside the tiles (the weight gradient's
-1/255 applied to its sums). Other rows are read in place where they are a run of X in the compute
-dtype (float inputs, a full batch), else converted once into the chunk buffer for both products.
+1/255 applied to its sums). Elsewhere (AVX2, plain) the forward's tiles convert uint8 rows into
+the chunk buffer on the way, unscaled (dZ takes the 1/255), and a first layer of whole tiles of
+neurons takes its weight gradient transposed, inputs x neurons, turned back after the thread's
+last chunk. Other rows are read in place where they are a run of X in the compute dtype (float
+inputs, a full batch), else copied once into the chunk buffer for both products.
 Within a
 chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
 ``(width, stride)`` with the samples along the rows, so the small layers, the activations and

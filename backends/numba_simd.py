@@ -360,7 +360,8 @@ def reads_pixels(isa, X) -> bool:
     """Whether the first layer reads the Numba type ``X`` with the pixel tiles: C-contiguous rows of
     uint8, on an ISA of 32 vector registers (AVX-512). On 16 (AVX2) the weight-gradient tile
     holds 6 neurons, so each row's bytes were widened 3 times for 16 neurons: the step took 31.6
-    ms on one thread where converting the chunk once took 29.6 (Zen 5, ``NUMBA_CPU_NAME=haswell``)."""
+    ms on one thread where converting the chunk once took 29.6 (Zen 5, ``NUMBA_CPU_NAME=haswell``);
+    there the forward converts the rows instead (:func:`converts_pixels`)."""
     return (isinstance(isa, IsaType) and isa.isa.registers >= 32 and isinstance(X, types.Array) and X.ndim == 2
             and X.dtype == types.uint8 and X.layout == "C")
 
@@ -569,7 +570,7 @@ def pixel_copy_tile(typingctx, isa, C, ci, X, rows, r0, mr, scale, B, K, out, oi
     rank-1 tile shape, as :func:`pixel_tile` (the bytes converted inside the tile), and
     ``out[oi+m, :K] = X[rows[r0+m], :K]`` (unscaled, as floats): the converted rows are also stored
     for the weight gradient, so no separate conversion pass writes and reads them again; the
-    weight gradient applies ``scale`` to its other factor (16 times fewer multiplies). ``B``, ``C`` and
+    weight gradient applies ``scale`` to its other factor (dZ: far fewer multiplies). ``B``, ``C`` and
     ``out`` C-contiguous, ``out`` of ``C``'s dtype. Compiles to nothing where
     :func:`converts_pixels` is false."""
     if not isinstance(isa, IsaType):

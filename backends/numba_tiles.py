@@ -14,7 +14,9 @@ element:
   products on the chunk's rows where they lie in X, the bytes widened inside the tiles: the
   separate conversion into a chunk buffer of floats (188 MB written a full-batch float32 step)
   is gone, 4-7% of the step on a Zen 5 (AVX-512 and first layers of up to 16 neurons only: on
-  AVX2, and for 100 neurons, it was 5-7% slower).
+  AVX2, and for 100 neurons, it was 5-7% slower). Elsewhere :func:`convert_product` converts
+  them inside the forward's tiles into the chunk buffer, which the weight gradient then reads
+  (transposed where the layer is whole tiles wide: :func:`weight_gradient_transposed`).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
 :func:`first_layer` and :func:`weight_gradient` (and the pixel drivers in them) are inlined into
@@ -316,12 +318,12 @@ CONVERT_AHEAD = 2
 
 def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
     """``Z[:nr] = scale * xc[:nr] @ WT`` with ``xc[:nr] = X[rows[:nr]]`` (floats, unscaled: the
-    weight gradient scales dZ instead, 16 times fewer multiplies) written on the way: uint8
+    weight gradient scales dZ instead, 784 / 16 times fewer multiplies) written on the way: uint8
     rows converted inside the forward's tiles (:func:`~netcore.backends.numba_simd.pixel_copy_tile`,
     the ISA's rank-1 shape, a short last tile repeating its last row), so the floats are written
     once, read by the weight gradient, and the products no longer wait for a conversion pass
-    (AVX2: the conversion took 2.7 ms of a 29.9 ms step on one thread, Zen 5 under
-    ``NUMBA_CPU_NAME=haswell``). Each tile prefetches the rows :data:`CONVERT_AHEAD` tiles on
+    (AVX2, one thread, 60,000 rows, Zen 5 under ``NUMBA_CPU_NAME=haswell``: conversion pass 2.7 ms
+    + forward 11.5, here 12.9 in all). Each tile prefetches the rows :data:`CONVERT_AHEAD` tiles on
     (past the chunk's end, the thread's next chunk from ``upcoming``). Neurons past the tile's
     width (layers wider than 16 float32 neurons on AVX2) come from ``xc`` by :func:`rank1`."""
     raise NotImplementedError("only callable from Numba-compiled code")
