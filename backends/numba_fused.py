@@ -12,8 +12,11 @@ travel as one flat vector and the gradient comes back as one (:mod:`netcore.back
 The first layer's forward reads each chunk's rows where they lie in X, so a shuffled mini-batch
 needs no copy of X. uint8 rows, for a first layer of up to 16 neurons on AVX-512, are not copied
 either: both products read their bytes and widen them inside the tiles (the weight gradient's
-1/255 applied to its sums). Other rows are read in place where they are a run of X in the compute
-dtype (float inputs, a full batch), else converted once into the chunk buffer for both products.
+1/255 applied to its sums). Elsewhere (AVX2, plain) the forward's tiles convert uint8 rows into
+the chunk buffer on the way, unscaled (dZ takes the 1/255), and a first layer of whole tiles of
+neurons takes its weight gradient transposed, inputs x neurons, turned back after the thread's
+last chunk. Other rows are read in place where they are a run of X in the compute dtype (float
+inputs, a full batch), else copied once into the chunk buffer for both products.
 Within a
 chunk the inputs are sample-major (rows of 784 pixels) and everything after them feature-major,
 ``(width, stride)`` with the samples along the rows, so the small layers, the activations and
@@ -34,7 +37,7 @@ from .numba_intrinsics import OPTS, activate, exp_neg
 from .numba_kernels import _dg, like
 from .numba_layout import CACHE_LINE, VECTOR_COLUMNS
 from .numba_simd import runtime
-from .numba_tiles import dot, first_layer, rank1, weight_gradient
+from .numba_tiles import converted_gradient, dot, finish_gradient, first_layer, gradient_transposed, rank1, weight_gradient
 
 
 def loss_and_gradients(isa, X, rows, scale, Y, W1, params, sizes, w_off, b_off, kind, chunk, stride,
@@ -188,6 +191,7 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
     g[skip:b_off[L - 1] + sizes[L]] = 0
     paramsT = transposed_above(params, sizes, w_off)
     n_chunks = (n + chunk - 1) // chunk
+    transposed = gradient_transposed(isa, X, g, h1, chunk)  # W¹'s gradient inputs x neurons until the end
     loss = 0.0
     for c in range(t, n_chunks, threads):
         r0 = c * chunk
@@ -204,7 +208,12 @@ def _thread_pass(isa, t, threads, X, rows, scale, Y, W1, params, sizes, w_off, b
         # a thread's first chunk writes W¹'s gradient, the others add to it. Rows read in place
         # stream through the hardware's prefetcher: prefetching the next chunk into L2 as well
         # cost 0.8 ms a float64 step on 2 threads, 1.5 on one
-        weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, rows[r0:r0 + nr], scale, upcoming[:0] if in_place else upcoming)
+        # uint8 rows converted by the forward are unscaled: dZ takes the scale (Z is free: it takes
+        # dZ sample-major where the gradient is transposed; the forward prefetched the next rows)
+        if not converted_gradient(isa, X, g, dZT, Z, inputs, d, h1, nr, c == t, scale, transposed):
+            weight_gradient(isa, _rows(g, 0, h1, d), dZT, inputs, nr, c == t, X, rows[r0:r0 + nr], scale,
+                            upcoming[:0] if in_place else upcoming)
+    finish_gradient(isa, X, g, d, h1, xc, transposed)
     return loss
 
 

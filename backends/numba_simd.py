@@ -360,7 +360,8 @@ def reads_pixels(isa, X) -> bool:
     """Whether the first layer reads the Numba type ``X`` with the pixel tiles: C-contiguous rows of
     uint8, on an ISA of 32 vector registers (AVX-512). On 16 (AVX2) the weight-gradient tile
     holds 6 neurons, so each row's bytes were widened 3 times for 16 neurons: the step took 31.6
-    ms on one thread where converting the chunk once took 29.6 (Zen 5, ``NUMBA_CPU_NAME=haswell``)."""
+    ms on one thread where converting the chunk once took 29.6 (Zen 5, ``NUMBA_CPU_NAME=haswell``);
+    there the forward converts the rows instead (:func:`converts_pixels`)."""
     return (isinstance(isa, IsaType) and isa.isa.registers >= 32 and isinstance(X, types.Array) and X.ndim == 2
             and X.dtype == types.uint8 and X.layout == "C")
 
@@ -380,7 +381,7 @@ def _row_pointers(builder, x0, x_rs, idx, mr, MR):
     return [builder.gep(x0, [builder.mul(builder.load(builder.gep(idx, [_row_or_last(builder, m, mr)])), x_rs)]) for m in range(MR)]
 
 
-def _pixel_rows_body(MR, NR, VT, itemsize):
+def _pixel_rows_body(MR, NR, VT, itemsize, copy=False):
     """The forward pixel tile's function: ``C[m, :] = scale * (X[idx[m], :K] @ B[:K, :])`` for the
     MR rows listed in ``idx`` (``m < mr`` written). A BLIS-style packing of A with the conversion
     on the way: a block of 16 bytes of every row is widened to floats into a small buffer on the
@@ -391,10 +392,12 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
     60,000 float32 rows took 8.0 ms on one thread, as long as a separate conversion pass and the
     plain tile, 7.8-8.1; this way 7.5, Zen 5); the last
     blocks go a column at a time, the one short of 16 columns read with a masked load.
-    ``scale`` multiplies the sums once, not every element."""
+    ``scale`` multiplies the sums once, not every element. With ``copy``, two more arguments:
+    each block converted is also stored (unscaled) to the rows ``out0 + m * out_rs`` (the chunk
+    buffer the weight gradient reads: :func:`pixel_copy_tile`)."""
 
     def build(builder, args):
-        c0, c_rs, x0, x_rs, idx, mr, scale, b0, b_rs, K = args
+        c0, c_rs, x0, x_rs, idx, mr, scale, b0, b_rs, K = args[:10]
         T, lanes, KB = VT.element, VT.count, PACK_COLUMNS
         i64 = c_rs.type
         FT, BT = ir.VectorType(T, KB), ir.VectorType(ir.IntType(8), KB)
@@ -407,6 +410,15 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
         row_at = builder.alloca(ir.ArrayType(x0.type, MR))  # the same, indexed by a variable
         for m in range(MR):
             builder.store(rows[m], builder.gep(row_at, [zero, ir.Constant(i64, m)]))
+        if copy:  # the rows the floats go to; those past mr repeat the last (the same values again)
+            out0, out_rs = args[10:]
+            out_rows = [builder.gep(out0, [builder.mul(_row_or_last(builder, m, mr), out_rs)]) for m in range(MR)]
+            masked_store = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [FT, FT.as_pointer(), _I32, ir.VectorType(ir.IntType(1), KB)]),
+                f"llvm.masked.store.v{KB}f{T.intrinsic_name[1:]}.p0")
+            out_at = builder.alloca(ir.ArrayType(out_rows[0].type, MR))  # the same, indexed by a variable
+            for m in range(MR):
+                builder.store(out_rows[m], builder.gep(out_at, [zero, ir.Constant(i64, m)]))
         n_blocks = builder.sdiv(builder.add(K, ir.Constant(i64, KB - 1)), kb_c)
         lane = ir.Constant(ir.VectorType(_I32, KB), list(range(KB)))
         masked_load = cgutils.get_or_insert_function(
@@ -418,11 +430,31 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
         def convert_row(m, kb, half, mask=None):
             ptr = builder.bitcast(builder.gep(rows[m], [kb]), BT.as_pointer())
             raw = builder.load(ptr, align=1) if mask is None else builder.call(masked_load, [ptr, _I32(1), mask, ir.Constant(BT, None)])
-            builder.store(builder.uitofp(raw, FT), builder.bitcast(builder.gep(half, [ir.Constant(i64, m * KB)]), FT.as_pointer()), align=64)
+            floats = builder.uitofp(raw, FT)
+            builder.store(floats, builder.bitcast(builder.gep(half, [ir.Constant(i64, m * KB)]), FT.as_pointer()), align=64)
+            if copy:
+                _copy_out(builder.gep(out_rows[m], [kb]), floats, mask)
+
+        def _copy_out(at, floats, mask):
+            at = builder.bitcast(at, FT.as_pointer())
+            if mask is None:
+                builder.store(floats, at, align=itemsize)
+            else:
+                builder.call(masked_store, [floats, at, _I32(itemsize), mask])
 
         def convert_masked(block, half):  # any block, the last one short of 16 columns too
             kb = builder.mul(block, kb_c)
             left = builder.trunc(builder.sub(K, kb), _I32)
+            if copy:  # AVX2 has no masked byte loads (LLVM tests and inserts byte by byte): whole blocks without
+                with builder.if_else(builder.icmp_signed(">=", left, _I32(KB))) as (whole, part):
+                    with whole:
+                        for m in range(MR):
+                            convert_row(m, kb, half)
+                    with part:
+                        mask = builder.icmp_signed("<", lane, _splat(builder, left, lane.type))
+                        for m in range(MR):
+                            convert_row(m, kb, half, mask)
+                return
             mask = builder.icmp_signed("<", lane, _splat(builder, left, lane.type))
             for m in range(MR):
                 convert_row(m, kb, half, mask)
@@ -451,13 +483,25 @@ def _pixel_rows_body(MR, NR, VT, itemsize):
                         for u in range(UNROLL):
                             kk = builder.add(first, ir.Constant(i64, u))
                             step(builder.add(kb, kk), half, kk)
-                        per_turn = -(-MR // (KB // UNROLL))
+                        per_turn = 0 if copy else -(-MR // (KB // UNROLL))
                         for r in range(per_turn):  # the last turn's rows past MR redo row MR - 1
                             m = builder.add(builder.mul(turn.index, ir.Constant(i64, per_turn)), ir.Constant(i64, r))
                             m = builder.select(builder.icmp_signed("<", m, ir.Constant(i64, MR)), m, ir.Constant(i64, MR - 1))
                             ptr = builder.bitcast(builder.gep(builder.load(builder.gep(row_at, [zero, m])), [nxt]), BT.as_pointer())
                             out = builder.bitcast(builder.gep(other, [builder.mul(m, kb_c)]), FT.as_pointer())
-                            builder.store(builder.uitofp(builder.load(ptr, align=1), FT), out, align=64)
+                            floats = builder.uitofp(builder.load(ptr, align=1), FT)
+                            builder.store(floats, out, align=64)
+
+                    # with the copy (16 registers: the accumulators take 12), the next block's
+                    # rows in one burst after the block's multiply-adds; interleaved, the
+                    # conversion spilled 4 accumulators every turn
+                    with cgutils.for_range(builder, ir.Constant(i64, MR if copy else 0)) as row:
+                        m = row.index
+                        ptr = builder.bitcast(builder.gep(builder.load(builder.gep(row_at, [zero, m])), [nxt]), BT.as_pointer())
+                        floats = builder.uitofp(builder.load(ptr, align=1), FT)
+                        builder.store(floats, builder.bitcast(builder.gep(other, [builder.mul(m, kb_c)]), FT.as_pointer()), align=64)
+                        if copy:
+                            _copy_out(builder.gep(builder.load(builder.gep(out_at, [zero, m])), [nxt]), floats, None)
                 with last:  # the last block or two: a column at a time
                     with builder.if_then(builder.icmp_signed("<", builder.add(block, one), n_blocks)):
                         convert_masked(builder.add(block, one), other)
@@ -507,6 +551,62 @@ def pixel_tile(typingctx, isa, C, ci, cj, X, rows, r0, mr, scale, B, bj, K, tile
         fn = _kernel(builder, f"netcore.pixels.{dtype}.x{lanes}.{MR}x{NR}",
                      [ptr, i64, x.data.type, i64, idx.type, i64, VT.element, ptr, i64, i64], _pixel_rows_body(MR, NR, VT, itemsize))
         builder.call(fn, [c0, c_rs, x.data, x_rs, idx, mr_, scale_, b0, b_rs, K_])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def converts_pixels(isa, X) -> bool:
+    """Whether the first layer's forward converts uint8 rows (C-contiguous) inside its tiles and
+    leaves the floats in the chunk buffer for the weight gradient (:func:`pixel_copy_tile`): on
+    ISAs whose pixel tiles do not read the bytes in both products (:func:`reads_pixels`)."""
+    return (isinstance(isa, IsaType) and not reads_pixels(isa, X) and isinstance(X, types.Array) and X.ndim == 2
+            and X.dtype == types.uint8 and X.layout == "C")
+
+
+@intrinsic
+def pixel_copy_tile(typingctx, isa, C, ci, X, rows, r0, mr, scale, B, K, out, oi):
+    """``C[ci+m, :NR*W] = (scale * X[rows[r0+m], :K]) @ B[:K, :NR*W]`` for ``m < mr`` in the ISA's
+    rank-1 tile shape, as :func:`pixel_tile` (the bytes converted inside the tile), and
+    ``out[oi+m, :K] = X[rows[r0+m], :K]`` (unscaled, as floats): the converted rows are also stored
+    for the weight gradient, so no separate conversion pass writes and reads them again; the
+    weight gradient applies ``scale`` to its other factor (dZ: far fewer multiplies). ``B``, ``C`` and
+    ``out`` C-contiguous, ``out`` of ``C``'s dtype. Compiles to nothing where
+    :func:`converts_pixels` is false."""
+    if not isinstance(isa, IsaType):
+        return None
+    dtype, _ = _pixel_arrays(isa, C, X, rows, C, B, out)
+    copies = converts_pixels(isa, X)
+    itemsize = dtype.bitwidth // 8
+    lanes = isa.isa.lanes(itemsize)
+    MR, NR = isa.isa.rank1_tile
+    if B.layout != "C" or C.layout != "C" or out.layout != "C":
+        raise TypeError("pixel_copy_tile: B, C and out must be C-contiguous")
+    intp = types.intp
+    sig = types.void(isa, C, intp, X, rows, intp, intp, dtype, B, intp, out, intp)
+
+    def codegen(context, builder, sig, args):
+        if not copies:
+            return context.get_dummy_value()
+        _, C_, ci_, X_, rows_, r0_, mr_, scale_, B_, K_, out_, oi_ = args
+        c = context.make_array(sig.args[1])(context, builder, C_)
+        x = context.make_array(sig.args[3])(context, builder, X_)
+        r = context.make_array(sig.args[4])(context, builder, rows_)
+        b = context.make_array(sig.args[8])(context, builder, B_)
+        o = context.make_array(sig.args[10])(context, builder, out_)
+        VT = ir.VectorType(context.get_value_type(dtype), lanes)
+        c_rs, _ = _element_strides(builder, c, itemsize)
+        b_rs, _ = _element_strides(builder, b, itemsize)
+        o_rs, _ = _element_strides(builder, o, itemsize)
+        x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
+        c0 = builder.gep(c.data, [builder.mul(ci_, c_rs)])
+        o0 = builder.gep(o.data, [builder.mul(oi_, o_rs)])
+        idx = builder.gep(r.data, [r0_])
+        i64, ptr = c_rs.type, c0.type
+        fn = _kernel(builder, f"netcore.pixels_copy.{dtype}.x{lanes}.{MR}x{NR}",
+                     [ptr, i64, x.data.type, i64, idx.type, i64, VT.element, ptr, i64, i64, ptr, i64],
+                     _pixel_rows_body(MR, NR, VT, itemsize, copy=True))
+        builder.call(fn, [c0, c_rs, x.data, x_rs, idx, mr_, scale_, b.data, b_rs, K_, o0, o_rs])
         return context.get_dummy_value()
 
     return sig, codegen

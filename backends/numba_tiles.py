@@ -14,7 +14,9 @@ element:
   products on the chunk's rows where they lie in X, the bytes widened inside the tiles: the
   separate conversion into a chunk buffer of floats (188 MB written a full-batch float32 step)
   is gone, 4-7% of the step on a Zen 5 (AVX-512 and first layers of up to 16 neurons only: on
-  AVX2, and for 100 neurons, it was 5-7% slower).
+  AVX2, and for 100 neurons, it was 5-7% slower). Elsewhere :func:`convert_product` converts
+  them inside the forward's tiles into the chunk buffer, which the weight gradient then reads
+  (transposed where the layer is whole tiles wide: :func:`weight_gradient_transposed`).
 
 ``isa`` is an :class:`~netcore.backends.numba_isa.Isa`; every function here compiles once per ISA.
 :func:`first_layer` and :func:`weight_gradient` are inlined into the thread pass by Numba
@@ -32,7 +34,8 @@ from numba.extending import intrinsic, overload
 
 from .numba_intrinsics import OPTS, prefetch_row
 from .numba_kernels import like
-from .numba_simd import dot_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime, tile_shape
+from .numba_simd import (converts_pixels, dot_tile, pixel_copy_tile, pixel_gradient_tile, pixel_tile, rank1_tile, reads_pixels, runtime,
+                         tile_shape)
 
 #: The widest first layer whose uint8 rows the pixel tiles read (a multiple of 16, so that the
 #: test on the padded width in :func:`first_layer` and on the width in :func:`weight_gradient`
@@ -66,6 +69,9 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
     """
     if pixels_forward(isa, Z, X, rows, scale, WT, nr, upcoming):
         return xc[:nr], False
+    if is_converted(isa, X):  # a constant: uint8 rows on AVX2 and plain; unscaled in xc
+        convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming)
+        return xc[:nr], False
     src, in_place = chunk_inputs(X, rows, scale, xc, nr)
     if not in_place:
         d = X.shape[1]
@@ -80,6 +86,19 @@ def first_layer(isa, X, rows, scale, xc, WT, Z, nr, upcoming):
                 out[i] = x[i] * scale
     rank1(isa, Z, src, WT, nr, runtime(0), WT.shape[1], X.shape[1], runtime(True), runtime(in_place))
     return src, in_place
+
+
+@intrinsic
+def is_converted(typingctx, isa, X):
+    """Whether the first layer's forward converts ``X``'s rows inside its tiles into the chunk
+    buffer (uint8 rows where the pixel tiles do not read them:
+    :func:`~netcore.backends.numba_simd.converts_pixels`): a constant, decided while typing."""
+    value = converts_pixels(isa, X)
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.boolean, value)
+
+    return types.boolean(isa, X), codegen
 
 
 def pixels_forward(isa, Z, X, rows, scale, WT, nr, upcoming):
@@ -202,6 +221,103 @@ def weight_gradient(isa, G, dZT, xc, nr, assign, X, rows, scale, upcoming):
         p += 1
 
 
+def gradient_transposed(isa, X, g, h, chunk):
+    """Whether the first layer's weight gradient is taken transposed
+    (:func:`weight_gradient_transposed`): where the forward converts uint8 rows into the chunk
+    buffer (:func:`is_converted`: AVX2, plain), for a layer of whole tiles of neurons (16 float32
+    on AVX2; other widths would leave columns short of a vector), and chunks of at least ``h``
+    rows (their buffer holds the gradient while :func:`untranspose` turns it back)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+# The three steps the thread pass takes for converted rows are overloads chosen by X's type, so
+# that a pass that does not convert (AVX-512, float inputs) compiles none of them: written as
+# branches on a constant, Numba typed and lowered them anyway (2 s more of a cold compile).
+@overload(gradient_transposed, inline="always")
+def _gradient_transposed(isa, X, g, h, chunk):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, h, chunk: False
+
+    def impl(isa, X, g, h, chunk):
+        _, NR, _, _, _, W = tile_shape(isa, g)
+        return h % (NR * W) == 0 and chunk >= h
+
+    return impl
+
+
+def converted_gradient(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+    """For uint8 rows the forward converted (unscaled, :func:`convert_product`): the first layer's
+    weight gradient into ``g`` (its first ``d * h`` elements) where it is taken ``transposed``,
+    returning True; otherwise ``dZT`` scaled for :func:`weight_gradient`, returning False. For other
+    inputs nothing, False."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(converted_gradient, inline="always")
+def _converted_gradient(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed: False
+
+    def impl(isa, X, g, dZT, dZ, xc, d, h, nr, assign, scale, transposed):
+        if transposed:
+            weight_gradient_transposed(isa, g[:d * h].reshape(d, h), dZT, dZ, xc, nr, assign, scale)
+            return True
+        for o in range(h):
+            row = dZT[o]
+            for s in range(nr):
+                row[s] *= scale
+        return False
+
+    return impl
+
+
+def finish_gradient(isa, X, g, d, h, xc, transposed):
+    """After a thread's last chunk: its first layer's weight gradient turned back to neurons x
+    inputs where it was taken ``transposed`` (through ``xc``, a chunk buffer of at least ``h`` rows)."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(finish_gradient, inline="always")
+def _finish_gradient(isa, X, g, d, h, xc, transposed):
+    if not converts_pixels(isa, X):
+        return lambda isa, X, g, d, h, xc, transposed: None
+
+    def impl(isa, X, g, d, h, xc, transposed):
+        if transposed:
+            untranspose(g, d, h, xc.reshape(-1))
+
+    return impl
+
+
+@njit(inline="always", **OPTS)
+def weight_gradient_transposed(isa, GT, dZT, dZ, xc, nr, assign, scale):
+    """``GT (+)= (scale * dZT[:, :nr] @ xc[:nr]).T``: the first layer's weight gradient, inputs x
+    neurons, in the layout of BLIS's and OpenBLAS's micro-kernels: the neurons along the vectors
+    (a whole tile's width: :func:`gradient_transposed`), each sample's inputs broadcast, so every
+    tile is the ISA's full rank-1 shape. Row-major, 16 neurons are 6 + 6 + 4 rows of that tile,
+    and the 4-row one keeps only 8 accumulators: the product ran at 123 GFLOP/s, transposed at
+    132 (one thread, AVX2, Zen 5). ``dZ`` (samples x neurons, at least ``nr`` rows) receives
+    ``scale * dZT[:, :nr].T`` first."""
+    h = GT.shape[1]
+    for s in range(nr):
+        row = dZ[s]
+        for o in range(h):
+            row[o] = dZT[o, s] * scale
+    rank1(isa, GT, xc[:nr].T, dZ, GT.shape[0], runtime(0), h, nr, assign, runtime(False))
+
+
+@njit(inline="always", **OPTS)
+def untranspose(G, d, h, scratch):
+    """``G[:d*h]``, a ``(d, h)`` matrix, rewritten in place as its ``(h, d)`` transpose (through
+    ``scratch``, a flat buffer of at least ``d * h`` elements)."""
+    for i in range(d * h):  # a loop: a slice assignment compiles Numba's shape-mismatch message (1.2 s)
+        scratch[i] = G[i]
+    for o in range(h):
+        out = G[o * d:(o + 1) * d]
+        for i in range(d):
+            out[i] = scratch[i * h + o]
+
+
 @njit(inline="always", **OPTS)
 def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
     """``Z[:nr] = (scale * X[rows[:nr]]) @ WT`` on uint8 rows read where they lie
@@ -227,6 +343,46 @@ def pixel_product(isa, Z, X, rows, scale, WT, nr, upcoming):
                 pixel_tile(isa, Z, o, j, X, rows, o, rows_left, scale, WT, j, K, 0, 1)
                 o += MR
         j += W
+
+
+#: Tiles of rows ahead of the one being computed whose rows :func:`convert_product` prefetches.
+CONVERT_AHEAD = 2
+
+
+def convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+    """``Z[:nr] = scale * xc[:nr] @ WT`` with ``xc[:nr] = X[rows[:nr]]`` (floats, unscaled: the
+    weight gradient scales dZ instead, 784 / 16 times fewer multiplies) written on the way: uint8
+    rows converted inside the forward's tiles (:func:`~netcore.backends.numba_simd.pixel_copy_tile`,
+    the ISA's rank-1 shape, a short last tile repeating its last row), so the floats are written
+    once, read by the weight gradient, and the products no longer wait for a conversion pass
+    (AVX2, one thread, 60,000 rows, Zen 5 under ``NUMBA_CPU_NAME=haswell``: conversion pass 2.7 ms
+    + forward 11.5, here 12.9 in all). Each tile prefetches the rows :data:`CONVERT_AHEAD` tiles on
+    (past the chunk's end, the thread's next chunk from ``upcoming``). Neurons past the tile's
+    width (layers wider than 16 float32 neurons on AVX2) come from ``xc`` by :func:`rank1`."""
+    raise NotImplementedError("only callable from Numba-compiled code")
+
+
+@overload(convert_product, inline="always")
+def _convert_product(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+    if not converts_pixels(isa, X):  # nothing compiled where the forward does not convert
+        return lambda isa, Z, X, rows, scale, WT, xc, nr, upcoming: None
+
+    def impl(isa, Z, X, rows, scale, WT, xc, nr, upcoming):
+        MR, NR, _, _, _, W = tile_shape(isa, Z)
+        K = X.shape[1]
+        o = 0
+        while o < nr:
+            _prefetch_rows(X, rows, o + CONVERT_AHEAD * MR, o + (CONVERT_AHEAD + 1) * MR, nr, upcoming)
+            pixel_copy_tile(isa, Z, o, X, rows, o, min(MR, nr - o), scale, WT, K, xc, o)
+            o += MR
+        if WT.shape[1] > NR * W:
+            rank1(isa, Z, xc, WT, nr, runtime(NR * W), WT.shape[1], K, runtime(True), runtime(False))
+            for r in range(nr):
+                z = Z[r]
+                for j in range(NR * W, WT.shape[1]):
+                    z[j] *= scale
+
+    return impl
 
 
 @njit(inline="always", **OPTS)

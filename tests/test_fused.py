@@ -166,12 +166,15 @@ def test_first_layer_weights_placed_from_outside_still_work(name):
 @pytest.mark.parametrize("dtype,input_dtype", [("float32", "uint8"), ("float64", "float")])
 def test_every_isa_variant_matches_generic(name, variant, threads, chunk_rows, dtype, input_dtype, monkeypatch):
     """The tile shapes of every instruction set (AVX-512, AVX2, the plain fallback), whichever this
-    machine runs, on networks with odd widths, every activation, one hidden layer to three."""
+    machine runs, on networks with odd widths, every activation, one hidden layer to three, and
+    first layers of whole tiles (16 and 32 neurons: AVX2 and plain take their uint8 weight
+    gradient transposed where a chunk holds at least that many rows)."""
     from netcore.backends.numba_backend import NumbaBackend
 
     monkeypatch.setattr(NumbaBackend, "isa", property(lambda self: variant))
     rng = np.random.default_rng(5)
-    for sizes, activation in [([37, 19, 11, 3], "tanh"), ([23, 5, 7], "relu"), ([31, 13, 9, 5, 4], "sigmoid"), ([17, 100, 10], "relu")]:
+    for sizes, activation in [([37, 19, 11, 3], "tanh"), ([23, 5, 7], "relu"), ([31, 13, 9, 5, 4], "sigmoid"), ([17, 100, 10], "relu"),
+                               ([29, 16, 7], "tanh"), ([40, 32, 6], "sigmoid")]:
         n = 53
         X = rng.integers(0, 256, (n, sizes[0])).astype(np.uint8) if input_dtype == "uint8" else rng.standard_normal((n, sizes[0]))
         check(MLP(sizes, activation, backend=name, dtype=dtype, seed=3), X, rng.integers(0, sizes[-1], n))

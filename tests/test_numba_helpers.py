@@ -202,7 +202,9 @@ def test_the_first_layer_converts_then_multiplies_like_the_two_steps_apart(varia
     outputs must be those of a plain gather and product, for any width and any number of rows
     (tiles with fewer rows than their shape), with nothing written past them; the buffer holds
     the floats for the weight gradient, or is left alone for uint8 rows read by the pixel
-    tiles (AVX-512, up to 16 neurons; the weight gradient reads their bytes too)."""
+    tiles (AVX-512, up to 16 neurons; the weight gradient reads their bytes too). Elsewhere uint8
+    rows are converted inside the forward's tiles, which leave them in the buffer unscaled (the
+    weight gradient scales dZ instead)."""
     rng = np.random.default_rng(h * 100 + nr + d)
     X = rng.integers(0, 256, (200, d), dtype=np.uint8) if uint8 else rng.standard_normal((200, d)).astype(dtype)
     if uint8:
@@ -219,6 +221,9 @@ def test_the_first_layer_converts_then_multiplies_like_the_two_steps_apart(varia
     expected_x = X[rows].astype(np.float64) * scale
     if uint8 and variant.registers >= 32 and h <= tiles.PIXEL_NEURONS:  # read by the pixel tiles
         assert not in_place and np.isnan(xc).all()
+    elif uint8 and variant.registers < 32:  # converted inside the forward's tiles, unscaled
+        np.testing.assert_array_equal(inputs[:nr, :d], X[rows])
+        assert np.isnan(xc[nr:]).all() and np.isnan(xc[:, d:]).all()
     else:  # a copy, or X's own row where the "chunk" is one row of floats
         np.testing.assert_allclose(inputs[:nr, :d], expected_x, rtol=1e-6)
         assert np.isnan(xc[nr:]).all() and np.isnan(xc[:, d:]).all()
@@ -257,6 +262,52 @@ def test_the_weight_gradient_assigns_or_accumulates(variant, dtype, h, nr, d, ui
     G[:] = start
     tiles.weight_gradient(variant, G, dZT, xc, nr, False, X if uint8 else xc, rows, scale, upcoming)
     np.testing.assert_array_less(np.abs(G - (start + expected)), atol + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h,nr,d", [(16, 128, 784), (16, 7, 29), (32, 33, 100), (8, 1, 5), (16, 40, 6), (48, 13, 61)])
+def test_the_transposed_weight_gradient_assigns_or_accumulates_and_turns_back(variant, dtype, h, nr, d):
+    """``GT (+)= (scale * dZT @ xc).T`` in the ISA's full tiles (inputs x neurons: any number of
+    inputs, so every edge tile of rows runs), dZ written sample-major on the way; then the
+    gradient turned back to neurons x inputs in place, nothing past it touched."""
+    rng = np.random.default_rng(h * 1000 + nr + d)
+    xc = np.full((nr + 2, d + 3), np.nan, dtype)
+    xc[:nr, :d] = rng.integers(0, 256, (nr, d))
+    dZT = rng.standard_normal((h, nr + 5)).astype(dtype)
+    dZ = np.full((nr + 1, h), np.nan, dtype)
+    scale = dtype(1 / 255)
+    expected = (scale * dZT[:, :nr].astype(np.float64) @ xc[:nr, :d]).T
+    atol = 1e-5 * (np.abs(dZT[:, :nr]).astype(np.float64) @ xc[:nr, :d]).T * scale + 1e-6
+    GT = np.full((d, h), np.nan, dtype)
+    tiles.weight_gradient_transposed(variant, GT, dZT, dZ, xc[:, :d], nr, True, scale)
+    np.testing.assert_array_less(np.abs(GT - expected), atol)
+    np.testing.assert_allclose(dZ[:nr], scale * dZT[:, :nr].T, rtol=1e-6)
+    assert np.isnan(dZ[nr:]).all()
+    start = rng.standard_normal((d, h)).astype(dtype)
+    GT[:] = start
+    tiles.weight_gradient_transposed(variant, GT, dZT, dZ, xc[:, :d], nr, False, scale)
+    np.testing.assert_array_less(np.abs(GT - (start + expected)), atol + 1e-6)
+    flat = np.full(d * h + 3, 7, dtype)
+    flat[:d * h] = GT.reshape(-1)
+    tiles.untranspose(flat, d, h, np.zeros(d * h, dtype))
+    np.testing.assert_array_equal(flat[:d * h].reshape(h, d), GT.T)
+    np.testing.assert_array_equal(flat[d * h:], 7)
+
+
+@njit
+def _gradient_transposed(isa, X, g, h, chunk):
+    return tiles.gradient_transposed(isa, X, g, h, chunk)
+
+
+def test_the_gradient_is_transposed_where_the_forward_converts_whole_tiles_of_neurons(variant):
+    """Transposed where uint8 rows are converted inside the forward (AVX2 and plain), the layer is
+    whole tiles wide (16 float32 neurons on AVX2, 8 on plain) and a chunk can hold the gradient."""
+    pixels, floats = np.zeros((4, 9), np.uint8), np.zeros((4, 9), np.float32)
+    g = np.zeros(3, np.float32)
+    width = {"avx2": 16, "plain": 8}.get(variant.name)
+    for X, h, chunk in itertools.product((pixels, floats), (8, 16, 32, 100), (8, 16, 128)):
+        expected = X is pixels and width is not None and h % width == 0 and chunk >= h
+        assert _gradient_transposed(variant, X, g, h, chunk) == expected, (X.dtype, h, chunk)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the probe compiles for x86 CPU names")
