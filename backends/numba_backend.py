@@ -29,6 +29,14 @@ log = logging.getLogger("netcore")
 CHUNK_BYTES = 128 * 784 * 4
 
 
+def _write_back(*pairs: tuple[np.ndarray, np.ndarray]) -> None:
+    """After a kernel updated ``flat = a.reshape(-1)`` in place: where ``a`` is not contiguous,
+    ``reshape`` may have copied it, and the update is copied back rather than lost."""
+    for a, flat in pairs:
+        if not a.flags.c_contiguous:
+            a[...] = flat.reshape(a.shape)
+
+
 class NumbaBackend(Backend):
     """NumPy arrays, Numba kernels on all cores."""
 
@@ -177,11 +185,16 @@ class NumbaBackend(Backend):
 
     def adam_update(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float) -> None:
         t = self.dtype.type  # Python floats would make the kernel compute in float64
-        self.k.adam_update(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps))
+        p, m_, v_ = param.reshape(-1), m.reshape(-1), v.reshape(-1)
+        self.k.adam_update(p, grad.reshape(-1), m_, v_, t(lr), t(beta1), t(beta2), t(eps))
+        _write_back((param, p), (m, m_), (v, v_))
 
     def adam_update_l2(self, param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, beta1: float, beta2: float, eps: float, l2: float) -> float:
         t = self.dtype.type
-        return self.k.adam_update_l2(param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps), t(l2))
+        p, m_, v_ = param.reshape(-1), m.reshape(-1), v.reshape(-1)
+        squares = self.k.adam_update_l2(p, grad.reshape(-1), m_, v_, t(lr), t(beta1), t(beta2), t(eps), t(l2))
+        _write_back((param, p), (m, m_), (v, v_))
+        return squares
 
     def _first_call_notice(self, input_dtype: np.dtype, kernel, *args):
         """Call ``kernel``; on a first call that runs past a second (compiling, not loading from
@@ -304,11 +317,15 @@ class NumbaBackend(Backend):
         return self.k.sum_rows(a)
 
     def scale(self, a: np.ndarray, s: float) -> np.ndarray:
-        self.k.scale(a.reshape(-1), self.dtype.type(s))
+        flat = a.reshape(-1)
+        self.k.scale(flat, self.dtype.type(s))
+        _write_back((a, flat))
         return a
 
     def sgd_update(self, param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        self.k.sgd_update(param.reshape(-1), grad.reshape(-1), self.dtype.type(lr))
+        flat = param.reshape(-1)
+        self.k.sgd_update(flat, grad.reshape(-1), self.dtype.type(lr))
+        _write_back((param, flat))
 
     # -- the sparse first layer (backends/numba_sparse_path.py) -----------------------------------
     # ``first_layer``: "auto" (by the inputs' density), "sparse" or "dense". ``prepare_inputs``

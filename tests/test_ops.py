@@ -114,3 +114,33 @@ def test_all_finite_sees_nan_and_infinity(backend_name):
     assert ops.all_finite(ops.asarray(np.array([[1e300, -2.0]])))
     for bad in (np.nan, np.inf, -np.inf):
         assert not ops.all_finite(ops.asarray(np.array([[0.0, bad]])))
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+@pytest.mark.parametrize("op", ["sgd_update", "scale", "adam_update", "adam_update_l2"])
+def test_an_in_place_update_of_a_strided_array_lands_in_it(name, op):
+    """An update in place of non-contiguous arrays (a matrix's first two columns: no flat view of
+    them exists, so ``reshape(-1)`` copies) lands in them, not in a copy that is then lost."""
+    ops = backends.get_backend(name, "float64")
+    start = np.arange(1.0, 13.0).reshape(3, 4)
+    whole, m_whole, v_whole = (ops.asarray(start.copy()) for _ in range(3))
+    view, m, v = whole[:, :2], m_whole[:, :2], v_whole[:, :2]
+    m[...], v[...] = 0, 0
+    before = np.array(view)
+    grad = np.full(view.shape, 2.0)
+    adam_step = 0.1 * (0.1 * grad) / (np.sqrt(0.001 * grad * grad) + 1e-8)  # from zero moments
+    if op == "sgd_update":
+        ops.sgd_update(view, grad, 0.5)
+        expect = before - 0.5 * grad
+    elif op == "scale":
+        ops.scale(view, 3.0)
+        expect = 3.0 * before
+    else:
+        args = (view, grad.copy(), m, v, 0.1, 0.9, 0.999, 1e-8)
+        ops.adam_update(*args) if op == "adam_update" else ops.adam_update_l2(*args, 0.0)
+        expect = before - adam_step
+        np.testing.assert_allclose(m, 0.1 * grad)
+        np.testing.assert_allclose(v, 0.001 * grad * grad)
+    np.testing.assert_allclose(view, expect, rtol=1e-12)
+    for a in (whole, m_whole, v_whole):
+        np.testing.assert_array_equal(a[:, 2:], start[:, 2:])
