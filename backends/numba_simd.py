@@ -375,6 +375,19 @@ def _pixel_arrays(isa, C, X, rows, *floats):
     return _float_arrays(C, *floats), reads_pixels(isa, X)
 
 
+def _pixel_operands(context, builder, sig, args, iC, iX, iB, dtype, lanes, itemsize):
+    """What both forward pixel tiles' code starts from, given the argument positions of ``C``,
+    ``X`` (``rows`` and ``r0`` after it) and ``B``: ``C`` and its row stride in elements, ``X``
+    and its row stride in bytes, a pointer to the tile's first row index, ``B`` and its row
+    stride, and the vector type."""
+    c, x, r, b = (context.make_array(sig.args[i])(context, builder, args[i]) for i in (iC, iX, iX + 1, iB))
+    c_rs, _ = _element_strides(builder, c, itemsize)
+    b_rs, _ = _element_strides(builder, b, itemsize)
+    x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
+    idx = builder.gep(r.data, [args[iX + 2]])
+    return c, c_rs, x, x_rs, idx, b, b_rs, ir.VectorType(context.get_value_type(dtype), lanes)
+
+
 def _row_pointers(builder, x0, x_rs, idx, mr, MR):
     """The MR rows' first bytes, ``x0 + idx[min(m, mr - 1)] * x_rs``: rows past ``mr`` repeat the
     last one, so a tile with fewer rows computes on real numbers and writes only ``mr`` rows."""
@@ -536,17 +549,9 @@ def pixel_tile(typingctx, isa, C, ci, cj, X, rows, r0, mr, scale, B, bj, K, tile
         if not pixels:
             return context.get_dummy_value()
         _, C_, ci_, cj_, X_, rows_, r0_, mr_, scale_, B_, bj_, K_ = args[:12]
-        c = context.make_array(sig.args[1])(context, builder, C_)
-        x = context.make_array(sig.args[4])(context, builder, X_)
-        r = context.make_array(sig.args[5])(context, builder, rows_)
-        b = context.make_array(sig.args[9])(context, builder, B_)
-        VT = ir.VectorType(context.get_value_type(dtype), lanes)
-        c_rs, _ = _element_strides(builder, c, itemsize)
-        b_rs, _ = _element_strides(builder, b, itemsize)
-        x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
+        c, c_rs, x, x_rs, idx, b, b_rs, VT = _pixel_operands(context, builder, sig, args, 1, 4, 9, dtype, lanes, itemsize)
         c0 = builder.gep(c.data, [builder.add(builder.mul(ci_, c_rs), cj_)])
         b0 = builder.gep(b.data, [bj_])
-        idx = builder.gep(r.data, [r0_])
         i64, ptr = c_rs.type, c0.type
         fn = _kernel(builder, f"netcore.pixels.{dtype}.x{lanes}.{MR}x{NR}",
                      [ptr, i64, x.data.type, i64, idx.type, i64, VT.element, ptr, i64, i64], _pixel_rows_body(MR, NR, VT, itemsize))
@@ -589,19 +594,11 @@ def pixel_copy_tile(typingctx, isa, C, ci, X, rows, r0, mr, scale, B, K, out, oi
         if not copies:
             return context.get_dummy_value()
         _, C_, ci_, X_, rows_, r0_, mr_, scale_, B_, K_, out_, oi_ = args
-        c = context.make_array(sig.args[1])(context, builder, C_)
-        x = context.make_array(sig.args[3])(context, builder, X_)
-        r = context.make_array(sig.args[4])(context, builder, rows_)
-        b = context.make_array(sig.args[8])(context, builder, B_)
+        c, c_rs, x, x_rs, idx, b, b_rs, VT = _pixel_operands(context, builder, sig, args, 1, 3, 8, dtype, lanes, itemsize)
         o = context.make_array(sig.args[10])(context, builder, out_)
-        VT = ir.VectorType(context.get_value_type(dtype), lanes)
-        c_rs, _ = _element_strides(builder, c, itemsize)
-        b_rs, _ = _element_strides(builder, b, itemsize)
         o_rs, _ = _element_strides(builder, o, itemsize)
-        x_rs = cgutils.unpack_tuple(builder, x.strides)[0]
         c0 = builder.gep(c.data, [builder.mul(ci_, c_rs)])
         o0 = builder.gep(o.data, [builder.mul(oi_, o_rs)])
-        idx = builder.gep(r.data, [r0_])
         i64, ptr = c_rs.type, c0.type
         fn = _kernel(builder, f"netcore.pixels_copy.{dtype}.x{lanes}.{MR}x{NR}",
                      [ptr, i64, x.data.type, i64, idx.type, i64, VT.element, ptr, i64, i64, ptr, i64],
