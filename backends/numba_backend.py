@@ -52,7 +52,7 @@ class NumbaBackend(Backend):
     #: Seconds a cold compile of the fused kernels takes (one dtype and input type; measured on
     #: the machine in README's Speed section), and how much faster than NumPy the fused pass
     #: runs once compiled: what :meth:`pays_for` weighs.
-    COLD_COMPILE_S = 9.0  # float32 on uint8 8.7-9.7 s, float64 8.4-8.7 s (Zen 5, 2026-11-30)
+    COLD_COMPILE_S = 9.0  # float32 on uint8 8.0-8.6 s, float64 7.4 s, sparse 8.1 s; AVX2 path 9.3 s (Zen 5, 2026-11-30)
     NUMPY_GFLOPS = 50.0
     SPEEDUP = 5.0
 

@@ -375,6 +375,17 @@ def _pixel_arrays(isa, C, X, rows, *floats):
     return _float_arrays(C, *floats), reads_pixels(isa, X)
 
 
+def _pixel_tile_types(name, isa, C, X, rows, F, tile_rows, vectors):
+    """What typing a pixel tile with an output ``C`` and a float operand ``F`` (both C-contiguous)
+    needs: ``(dtype, pixels, itemsize, lanes, MR, NR)``, as :func:`_pixel_arrays` and
+    :func:`_rank1_shape` give them."""
+    dtype, pixels = _pixel_arrays(isa, C, X, rows, C, F)
+    if F.layout != "C" or C.layout != "C":
+        raise TypeError(f"{name}: its float arrays must be C-contiguous")
+    itemsize = dtype.bitwidth // 8
+    return (dtype, pixels, itemsize, isa.isa.lanes(itemsize), *_rank1_shape(isa, tile_rows, vectors))
+
+
 def _pixel_operands(context, builder, sig, args, iC, iX, iB, dtype, lanes, itemsize):
     """What both forward pixel tiles' code starts from, given the argument positions of ``C``,
     ``X`` (``rows`` and ``r0`` after it) and ``B``: ``C`` and its row stride in elements, ``X``
@@ -536,12 +547,7 @@ def pixel_tile(typingctx, isa, C, ci, cj, X, rows, r0, mr, scale, B, bj, K, tile
     C-contiguous."""
     if not isinstance(isa, IsaType) or _literal(tile_rows) is None or _literal(vectors) is None:
         return None
-    dtype, pixels = _pixel_arrays(isa, C, X, rows, C, B)
-    itemsize = dtype.bitwidth // 8
-    lanes = isa.isa.lanes(itemsize)
-    MR, NR = _rank1_shape(isa, tile_rows, vectors)
-    if B.layout != "C" or C.layout != "C":
-        raise TypeError("pixel_tile: B and C must be C-contiguous")
+    dtype, pixels, itemsize, lanes, MR, NR = _pixel_tile_types("pixel_tile", isa, C, X, rows, B, tile_rows, vectors)
     intp = types.intp
     sig = types.void(isa, C, intp, intp, X, rows, intp, intp, dtype, B, intp, intp, tile_rows, vectors)
 
@@ -643,12 +649,7 @@ def pixel_gradient_tile(typingctx, isa, C, ci, cj, A, ai, X, rows, r0, K, mr, sc
     (:func:`_pixel_gradient_body`). ``A`` and ``C`` C-contiguous; shapes as :func:`rank1_tile`'s."""
     if not isinstance(isa, IsaType) or _literal(tile_rows) is None or _literal(vectors) is None:
         return None
-    dtype, pixels = _pixel_arrays(isa, C, X, rows, C, A)
-    itemsize = dtype.bitwidth // 8
-    lanes = isa.isa.lanes(itemsize)
-    MR, NR = _rank1_shape(isa, tile_rows, vectors)
-    if A.layout != "C" or C.layout != "C":
-        raise TypeError("pixel_gradient_tile: A and C must be C-contiguous")
+    dtype, pixels, itemsize, lanes, MR, NR = _pixel_tile_types("pixel_gradient_tile", isa, C, X, rows, A, tile_rows, vectors)
     intp = types.intp
     sig = types.void(isa, C, intp, intp, A, intp, X, rows, intp, intp, intp, dtype, types.boolean, tile_rows, vectors)
 
