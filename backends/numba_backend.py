@@ -206,12 +206,13 @@ class NumbaBackend(Backend):
         timer.start()
         start = time.perf_counter()
         try:
-            return kernel(*args)
+            result = kernel(*args)
         finally:
-            timer.cancel()
-            self._compiled.add(input_dtype)
-            if time.perf_counter() - start > 1.0:
-                log.warning("numba: fused kernels ready after %.1f s", time.perf_counter() - start)
+            timer.cancel()  # an interrupted or failed compile says nothing more
+        self._compiled.add(input_dtype)
+        if time.perf_counter() - start > 1.0:
+            log.warning("numba: fused kernels ready after %.1f s", time.perf_counter() - start)
+        return result
 
     def input_array_float(self, X: np.ndarray) -> np.ndarray:
         """uint8 intensities as floats in 0..1, the way the fused kernel reads them."""

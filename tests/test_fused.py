@@ -208,6 +208,24 @@ def test_a_slow_first_call_says_it_is_compiling(name, caplog):
     assert len(messages) == 2
 
 
+def test_an_interrupted_first_call_does_not_say_the_kernels_are_ready(name, caplog):
+    import time
+
+    ops = backends.get_backend(name, "float32")
+    unseen = np.dtype("int16")
+    ops._compiled.discard(unseen)
+
+    def interrupted():
+        time.sleep(1.2)
+        raise KeyboardInterrupt  # Ctrl-C while Numba compiles
+
+    with caplog.at_level("WARNING", logger="netcore"), pytest.raises(KeyboardInterrupt):
+        ops._first_call_notice(unseen, interrupted)
+    assert unseen not in ops._compiled  # the next call is a first call again
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("numba: compiling the fused kernels"), messages
+
+
 def test_read_only_inputs_reuse_the_compiled_kernel(name, tmp_path):
     """A memory-mapped or otherwise read-only X (np.load(mmap_mode="r"), np.frombuffer) must not
     cost a second compile of the fused kernel: it has the same numbers and the same signature."""
